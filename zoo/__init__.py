@@ -1,0 +1,80 @@
+"""embedding-zoo: a multimodal embedding model zoo.
+
+>>> import zoo
+>>> zoo.list_models("e5*", modality="text")        # names; no weights touched
+>>> m = zoo.load("all-minilm-l6-v2")                # an Embedder
+>>> e = m.embed(["a dog", "a puppy"])               # Embeddings: vectors + space id
+>>> zoo.similarity(e, e)
+
+Importing ``zoo`` stays light: it pulls in neither torch nor numpy. Models, numpy and
+torch are imported when first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from zoo.modelcard import ModelCard
+from zoo.errors import (
+    CardError,
+    IntegrityError,
+    InputTooLargeError,
+    InvalidInputError,
+    MissingDependencyError,
+    RegistryError,
+    SpaceMismatchError,
+    UnknownModelError,
+    UnsafeModelFileError,
+    WeightsUnavailableError,
+    ZooError,
+)
+from zoo.registry import card, list_models, register, register_adapter
+
+if TYPE_CHECKING:
+    from zoo.embeddings import Embeddings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CardError",
+    "Embeddings",
+    "InputTooLargeError",
+    "IntegrityError",
+    "InvalidInputError",
+    "MissingDependencyError",
+    "ModelCard",
+    "RegistryError",
+    "SpaceMismatchError",
+    "UnknownModelError",
+    "UnsafeModelFileError",
+    "WeightsUnavailableError",
+    "ZooError",
+    "card",
+    "list_models",
+    "load",
+    "register",
+    "register_adapter",
+    "similarity",
+]
+
+
+def load(name: str, **kwargs: Any):
+    """Load a model by name; see :func:`zoo.loader.load`."""
+    from zoo.loader import load as _load
+
+    return _load(name, **kwargs)
+
+
+def similarity(a, b, **kwargs: Any):
+    """Pairwise similarity of two Embeddings from one space; see :func:`zoo.embeddings.similarity`."""
+    from zoo.embeddings import similarity as _similarity
+
+    return _similarity(a, b, **kwargs)
+
+
+def __getattr__(name: str):
+    if name == "Embeddings":
+        from zoo.embeddings import Embeddings
+
+        return Embeddings
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")

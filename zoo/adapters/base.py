@@ -1,0 +1,205 @@
+"""BaseEmbedder: the one ``embed`` call every adapter shares.
+
+An adapter subclass implements two hooks:
+
+- ``_check(inputs, modality)``: validate every item up front (raising InvalidInputError
+  with the item's index), returning the items in the form ``_encode`` wants;
+- ``_encode(items, modality, ctx)``: return float32 vectors (N, D), row i for item i.
+
+The base class owns what is common: option checks before any work, instruction and prompt
+formatting, normalization, Matryoshka truncation and quantization.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from zoo.modelcard import ModelCard
+from zoo.embeddings import PRECISIONS, Embeddings, l2_normalize, quantize, truncate_dim
+from zoo.errors import InvalidInputError
+from zoo.sources import Resolved
+
+TEXT_MODALITIES = ("text", "code")
+
+
+@dataclass
+class EmbedContext:
+    """Per-call settings handed to ``_encode``."""
+
+    batch_size: int | None = None
+    progress: bool = False
+    truncate: bool = True
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def format_prompt(card: ModelCard, instruction: str | None, prompt_name: str | None) -> tuple[str, str, str]:
+    """Return (prefix, suffix, description) to wrap each text with, per the card.
+
+    ``instruction`` goes through the card's instruction template; ``prompt_name`` picks a
+    named prompt (a prefix). Both at once is an error. With neither, the card's default
+    prompt applies (most cards have none: texts are embedded as given).
+    """
+    if instruction is not None and prompt_name is not None:
+        raise InvalidInputError("pass task_instruction or prompt_name, not both")
+    if prompt_name is not None:
+        if prompt_name not in card.prompts:
+            known = ", ".join(card.prompts) or "none"
+            raise InvalidInputError(f"{card.name} has no prompt {prompt_name!r} (its prompts: {known})")
+        return card.prompts[prompt_name], "", f"prompt {prompt_name!r}"
+    if instruction is not None:
+        if not isinstance(instruction, str):
+            raise InvalidInputError(f"task_instruction must be a string, not {type(instruction).__name__}")
+        prefix, _, suffix = card.instruction_template.partition("{input}")
+        return prefix.replace("{instruction}", instruction), suffix, "instruction"
+    if card.default_prompt:
+        return card.prompts[card.default_prompt], "", f"prompt {card.default_prompt!r}"
+    return "", "", "none"
+
+
+class BaseEmbedder:
+    """An embedding model ready to run. Build it with ``zoo.load(name)``."""
+
+    def __init__(self, card: ModelCard, resolved: Resolved, **options: Any):
+        self.card = card
+        self.resolved = resolved
+        self.options = options
+        self._warned: set[str] = set()
+
+    # -- facts -----------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def dim(self) -> int:
+        return self.card.dim
+
+    @property
+    def space(self) -> str:
+        return self.card.space
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.card.modalities
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, dim={self.dim}, from={self.resolved.origin})"
+
+    def warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(f"{self.name}: {message}", UserWarning, stacklevel=3)
+
+    # -- hooks -----------------------------------------------------------------------------
+    def _check(self, inputs: list, modality: str) -> list:
+        raise NotImplementedError
+
+    def _encode(self, items: list, modality: str, ctx: EmbedContext) -> np.ndarray:
+        raise NotImplementedError
+
+    def _infer_modality(self, inputs: list) -> str:
+        if len(self.modalities) == 1:
+            return self.modalities[0]
+        raise InvalidInputError(f"{self.name} embeds {', '.join(self.modalities)}: say which with modality=")
+
+    # -- the call --------------------------------------------------------------------------
+    def _check_options(self, dim: int | None, precision: str, force_dim: bool) -> None:
+        if precision not in PRECISIONS:
+            raise InvalidInputError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        if dim is None:
+            return
+        if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= self.dim:
+            raise InvalidInputError(f"dim must be an integer in 1..{self.dim}, not {dim!r}")
+        mrl = self.card.matryoshka_dims
+        if not force_dim and not mrl:
+            raise InvalidInputError(
+                f"{self.name} was not trained for Matryoshka truncation; truncated vectors lose quality. "
+                "Pass force_dim=True to truncate anyway"
+            )
+        if not force_dim and not mrl[0] <= dim <= mrl[-1]:
+            raise InvalidInputError(f"{self.name} supports Matryoshka dims {mrl[0]}..{mrl[-1]}, not {dim}")
+
+    def embed(
+        self,
+        inputs: Any,
+        task_instruction: str | None = None,
+        *,
+        prompt_name: str | None = None,
+        modality: str | None = None,
+        batch_size: int | None = None,
+        normalize: bool = True,
+        dim: int | None = None,
+        force_dim: bool = False,
+        precision: str = "float32",
+        calibration: np.ndarray | None = None,
+        truncate: bool = True,
+        progress: bool | None = None,
+    ) -> Embeddings:
+        """Embed a list of inputs; row i of the result belongs to input i.
+
+        Args:
+            inputs: a list of items (a single str is taken as a list of one).
+            task_instruction: free text formatted by the card's instruction template.
+            prompt_name: a named prompt of the card ("query", "passage", ...).
+            modality: which modality the inputs are, for models that take several.
+            batch_size: most items per forward pass (texts are also bounded by a token budget).
+            normalize: L2-normalize the vectors (models whose output is normalized stay so).
+            dim: Matryoshka truncation to this many dimensions, then renormalization.
+            force_dim: allow ``dim`` on a model not trained for it.
+            precision: "float32", "float16", "int8", "uint8", "binary" or "ubinary".
+            calibration: float vectors whose per-dimension ranges calibrate int8/uint8.
+            truncate: cut over-long inputs to the model's limit (warns once) instead of raising.
+            progress: show a progress bar (default: for long jobs on a terminal).
+        """
+        self._check_options(dim, precision, force_dim)
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size < 1):
+            raise InvalidInputError(f"batch_size must be a positive integer, not {batch_size!r}")
+        if isinstance(inputs, (str, bytes, dict)) or not hasattr(inputs, "__len__"):
+            inputs = [inputs]
+        inputs = list(inputs)
+        modality = modality or self._infer_modality(inputs)
+        if modality not in self.modalities:
+            raise InvalidInputError(f"{self.name} does not embed {modality!r} (it embeds {', '.join(self.modalities)})")
+        items = self._check(inputs, modality)
+        if progress is None:
+            progress = len(items) >= 2048 and sys.stderr.isatty()
+        ctx = EmbedContext(batch_size=batch_size, progress=bool(progress), truncate=truncate)
+        if modality in TEXT_MODALITIES:
+            prefix, suffix, used = format_prompt(self.card, task_instruction, prompt_name)
+            if task_instruction is not None and not self.card.uses_instructions:
+                self.warn_once("instruction", "this model takes no task instructions; task_instruction is ignored")
+                prefix, suffix, used = format_prompt(self.card, None, prompt_name)
+            if prefix or suffix:
+                items = [prefix + t + suffix for t in items]
+            ctx.info["prompt"] = used
+        if items:
+            vectors = np.asarray(self._encode(items, modality, ctx), dtype=np.float32)
+        else:
+            vectors = np.zeros((0, self.dim), dtype=np.float32)
+        if vectors.shape != (len(items), self.dim):
+            raise RuntimeError(f"{self.name}: adapter returned {vectors.shape}, expected {(len(items), self.dim)}")
+        normalized = normalize or (self.card.pooling == "model" and self.card.normalize)
+        if normalize:
+            vectors = l2_normalize(vectors)
+        if dim is not None:
+            vectors = truncate_dim(vectors, dim, renormalize=normalized)
+        out = quantize(vectors, precision, calibration=calibration) if len(vectors) else vectors
+        if precision in ("binary", "ubinary") and not len(vectors):
+            out = np.zeros((0, (vectors.shape[1] + 7) // 8), dtype=np.int8 if precision == "binary" else np.uint8)
+        ctx.info["similarity"] = self.card.similarity
+        return Embeddings(
+            vectors=out,
+            space=self.space,
+            model=self.name,
+            modality=modality,
+            normalized=normalized,
+            precision=precision,
+            dim=vectors.shape[1],
+            info=ctx.info,
+        )

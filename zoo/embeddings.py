@@ -1,0 +1,133 @@
+"""The result of ``embed``: vectors that know which space they live in.
+
+Also the numeric post-processing every adapter shares: L2 normalization, Matryoshka
+truncation, and int8 / binary quantization with the same calibration rule as
+sentence-transformers' ``quantize_embeddings``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from zoo.errors import InvalidInputError, SpaceMismatchError
+
+Precision = Literal["float32", "float16", "int8", "uint8", "binary", "ubinary"]
+PRECISIONS: tuple[str, ...] = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
+
+
+@dataclass(frozen=True, eq=False)
+class Embeddings:
+    """Vectors from one model, row i for input i.
+
+    Attributes:
+        vectors: (N, D) float32/float16, (N, D) int8/uint8 codes, or (N, ceil(D/8)) packed bits.
+        space: the embedding space id; vectors compare only within one space.
+        model: the registry name of the model that made them.
+        modality: what was embedded ("text", "image", ...).
+        normalized: whether float rows are unit length.
+        precision: the numeric format of ``vectors``.
+        dim: the logical dimension (D, also for packed bits).
+        info: free-form facts about the call (prompt used, truncated items, ...).
+    """
+
+    vectors: np.ndarray
+    space: str
+    model: str
+    modality: str
+    normalized: bool
+    precision: str = "float32"
+    dim: int = 0
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.dim:
+            object.__setattr__(self, "dim", int(self.vectors.shape[1]) if self.vectors.ndim == 2 else 0)
+
+    def __len__(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.vectors.shape)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.vectors, dtype=dtype)
+
+    def __repr__(self) -> str:
+        return (f"Embeddings(n={len(self)}, dim={self.dim}, space={self.space!r}, modality={self.modality!r}, "
+                f"precision={self.precision!r}, normalized={self.normalized})")
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, eps)
+
+
+def truncate_dim(x: np.ndarray, dim: int, *, renormalize: bool) -> np.ndarray:
+    """Matryoshka truncation: keep the first ``dim`` dimensions, then renormalize."""
+    out = np.ascontiguousarray(x[:, :dim])
+    return l2_normalize(out) if renormalize else out
+
+
+def quantize(x: np.ndarray, precision: str, *, calibration: np.ndarray | None = None) -> np.ndarray:
+    """Quantize float vectors as sentence-transformers' ``quantize_embeddings`` does.
+
+    int8/uint8: per-dimension ranges (min, max) from ``calibration`` (or from ``x`` itself),
+    255 equal steps; int8 codes are shifted by -128. binary/ubinary: ``x > 0`` packed 8 to a
+    byte (``np.packbits``); binary is the packed byte minus 128 as int8.
+    """
+    if precision == "float32":
+        return np.asarray(x, dtype=np.float32)
+    if precision == "float16":
+        return np.asarray(x, dtype=np.float16)
+    if precision in ("int8", "uint8"):
+        ref = x if calibration is None else np.asarray(calibration, dtype=np.float32)
+        if ref.ndim != 2 or ref.shape[1] != x.shape[1] or len(ref) == 0:
+            raise InvalidInputError(f"calibration must be (M, {x.shape[1]}) with M >= 1, got {ref.shape}")
+        starts = ref.min(axis=0)
+        steps = (ref.max(axis=0) - starts) / 255
+        steps = np.where(steps == 0, np.float32(1.0), steps)  # constant dimension: avoid 0/0
+        codes = (x - starts) / steps
+        if precision == "uint8":
+            return np.clip(codes, 0, 255).astype(np.uint8)
+        return np.clip(codes - 128, -128, 127).astype(np.int8)
+    if precision in ("binary", "ubinary"):
+        packed = np.packbits(x > 0, axis=-1)
+        return (packed.astype(np.int16) - 128).astype(np.int8) if precision == "binary" else packed
+    raise InvalidInputError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+
+
+def _as_float(e: Embeddings | np.ndarray, side: str) -> np.ndarray:
+    if isinstance(e, Embeddings):
+        if e.precision not in ("float32", "float16"):
+            raise InvalidInputError(f"similarity needs float vectors; {side} has precision {e.precision!r}")
+        return np.asarray(e.vectors, dtype=np.float32)
+    arr = np.asarray(e, dtype=np.float32)
+    return arr[None, :] if arr.ndim == 1 else arr
+
+
+def similarity(a: Embeddings | np.ndarray, b: Embeddings | np.ndarray, *, metric: str | None = None) -> np.ndarray:
+    """Pairwise similarity matrix (len(a), len(b)).
+
+    Refuses vectors from two different spaces: their numbers are not comparable. The metric
+    is cosine unless the model's card says dot product (or ``metric`` is given).
+    """
+    if isinstance(a, Embeddings) and isinstance(b, Embeddings) and a.space != b.space:
+        raise SpaceMismatchError(
+            f"cannot compare vectors from space {a.space!r} (model {a.model}) with space {b.space!r} "
+            f"(model {b.model}): embed both with one model, or join the spaces with a stitch"
+        )
+    x, y = _as_float(a, "a"), _as_float(b, "b")
+    if x.shape[1] != y.shape[1]:
+        raise InvalidInputError(f"dimension mismatch: {x.shape[1]} vs {y.shape[1]}")
+    if metric is None:
+        metric = getattr(a, "info", {}).get("similarity", "cosine") if isinstance(a, Embeddings) else "cosine"
+    if metric == "cosine":
+        x, y = l2_normalize(x), l2_normalize(y)
+    elif metric != "dot":
+        raise InvalidInputError(f"metric must be 'cosine' or 'dot', not {metric!r}")
+    return x @ y.T

@@ -1,0 +1,49 @@
+"""``zoo.load(name)``: card -> sources -> adapter -> a ready Embedder."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from zoo import registry
+from zoo.adhoc import resolve_adhoc
+from zoo.errors import UnsafeModelFileError
+from zoo.sources import resolve
+
+
+def load(
+    name: str,
+    *,
+    path: str | os.PathLike | None = None,
+    download: bool | None = None,
+    trust_remote_code: bool = False,
+    **options: Any,
+):
+    """Load a model by registry name and return its Embedder.
+
+    Args:
+        name: a registered name (``zoo.list_models()``), ``local-dir:/path`` or
+            ``hf-hub:org/name[@revision]`` for a text model outside the registry.
+        path: a folder with the model's files; wins over every other source.
+        download: allow a hub download when nothing local has the files (default: allowed
+            unless ZOO_OFFLINE=1 or HF_HUB_OFFLINE=1).
+        trust_remote_code: consent to run the Python code a model repo ships. Only cards
+            that need it and pin their revision accept it.
+        **options: adapter options, e.g. ``device="cpu"``, ``compute_dtype="bfloat16"``.
+    """
+    adhoc = resolve_adhoc(name, download=download)
+    if adhoc is not None:
+        card, resolved = adhoc
+    else:
+        card = registry.card(name)
+        if card.remote_code and not trust_remote_code:
+            hub = card.hub_source
+            raise UnsafeModelFileError(
+                f"{card.name} runs Python code shipped in its hub repo ({hub.repo}@{hub.revision[:12]}); "
+                "read it, then pass trust_remote_code=True to zoo.load to consent"
+            )
+        resolved = resolve(card, path=path, download=download)
+    if trust_remote_code and not card.remote_code:
+        raise UnsafeModelFileError(f"{card.name} needs no remote code; refusing trust_remote_code=True")
+    cls = registry.adapter_class(card.adapter)
+    return cls(card, resolved, trust_remote_code=trust_remote_code, **options)

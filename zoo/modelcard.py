@@ -1,0 +1,243 @@
+"""Model cards: the data that says what a model is and how it must be run.
+
+A card is one TOML file in ``zoo/cards``; its file stem is the registry name. Cards are
+validated strictly: an unknown field, a wrong type or a bad value raises CardError, so a
+typo in a card fails the test that loads every shipped card instead of being ignored.
+This module imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from zoo.errors import CardError
+
+MODALITIES = ("text", "code", "image", "audio", "points", "video")
+HEX40 = re.compile(r"^[0-9a-f]{40}$")
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+SourceKind = Literal["package", "hub"]
+WeightFormat = Literal["safetensors", "onnx", "ctranslate2", "torch-weights-only"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One place the weight files can come from.
+
+    ``package`` sources name an installed distribution and the folder inside it; ``hub``
+    sources name a Hugging Face repo pinned to a 40-hex commit. ``sha256`` maps file names
+    (relative to the folder) to their digests; every listed file is verified on load.
+    """
+
+    kind: SourceKind
+    package: str = ""
+    subdir: str = ""
+    repo: str = ""
+    revision: str = ""
+    files: tuple[str, ...] = ()
+    sha256: dict[str, str] = field(default_factory=dict)
+    license_file: str = ""
+
+    def describe(self) -> str:
+        if self.kind == "package":
+            return f"package {self.package} ({self.subdir or '.'})"
+        return f"hub {self.repo}@{self.revision[:12]}"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything the zoo knows about one model, without touching its weights."""
+
+    name: str
+    adapter: str
+    modalities: tuple[str, ...]
+    dim: int
+    description: str
+    license: str
+    sources: tuple[Source, ...]
+    space: str = ""
+    similarity: Literal["cosine", "dot"] = "cosine"
+    pooling: Literal["mean", "cls", "last", "model", ""] = ""
+    max_tokens: int = 0
+    normalize: bool = True
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt: str = ""
+    instruction_template: str = ""
+    matryoshka_dims: tuple[int, ...] = ()
+    weights_format: WeightFormat = "safetensors"
+    remote_code: bool = False
+    offline_ready: bool = False
+    offline_note: str = ""
+    parity: str = ""
+    paper: str = ""
+    params: int = 0
+    languages: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    path: str = ""  # where the card was read from (not a TOML field)
+
+    def __post_init__(self) -> None:
+        if not self.space:
+            object.__setattr__(self, "space", self.name)
+
+    @property
+    def hub_source(self) -> Source | None:
+        return next((s for s in self.sources if s.kind == "hub"), None)
+
+    @property
+    def uses_instructions(self) -> bool:
+        return bool(self.instruction_template)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_markdown(self) -> str:
+        from zoo.modelcard_md import render
+
+        return render(self)
+
+
+_CARD_FIELDS = {f.name for f in dataclasses.fields(ModelCard)}
+_SOURCE_FIELDS = {f.name for f in dataclasses.fields(Source)}
+_REQUIRED = ("adapter", "modalities", "dim", "description", "license", "sources")
+_LITERALS = {
+    "similarity": ("cosine", "dot"),
+    "pooling": ("mean", "cls", "last", "model", ""),
+    "weights_format": ("safetensors", "onnx", "ctranslate2", "torch-weights-only"),
+}
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "adapter": str,
+    "dim": int,
+    "description": str,
+    "license": str,
+    "space": str,
+    "similarity": str,
+    "pooling": str,
+    "max_tokens": int,
+    "normalize": bool,
+    "default_prompt": str,
+    "instruction_template": str,
+    "weights_format": str,
+    "remote_code": bool,
+    "offline_ready": bool,
+    "offline_note": str,
+    "parity": str,
+    "paper": str,
+    "params": int,
+    "options": dict,
+    "prompts": dict,
+}
+
+
+def _fail(where: str, msg: str) -> CardError:
+    return CardError(f"card {where}: {msg}")
+
+
+def _source_from(where: str, raw: Any, i: int) -> Source:
+    if not isinstance(raw, dict):
+        raise _fail(where, f"sources[{i}] must be a table")
+    unknown = set(raw) - _SOURCE_FIELDS
+    if unknown:
+        raise _fail(where, f"sources[{i}] has unknown field(s) {sorted(unknown)}")
+    kind = raw.get("kind")
+    if kind not in ("package", "hub"):
+        raise _fail(where, f"sources[{i}].kind must be 'package' or 'hub', not {kind!r}")
+    sha = raw.get("sha256", {})
+    if not isinstance(sha, dict) or not all(isinstance(v, str) and HEX64.match(v) for v in sha.values()):
+        raise _fail(where, f"sources[{i}].sha256 must map file names to 64-hex digests")
+    files = raw.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise _fail(where, f"sources[{i}].files must be a list of file names")
+    if kind == "package":
+        if not raw.get("package"):
+            raise _fail(where, f"sources[{i}] of kind 'package' needs 'package'")
+        if not sha:
+            raise _fail(where, f"sources[{i}]: packaged weights must pin the sha256 of their files")
+    else:
+        if not re.match(r"^[\w.-]+/[\w.-]+$", raw.get("repo", "")):
+            raise _fail(where, f"sources[{i}].repo must look like 'org/name'")
+        if not HEX40.match(raw.get("revision", "")):
+            raise _fail(where, f"sources[{i}].revision must be a 40-hex commit, not {raw.get('revision')!r}")
+    return Source(
+        kind=kind,
+        package=raw.get("package", ""),
+        subdir=raw.get("subdir", ""),
+        repo=raw.get("repo", ""),
+        revision=raw.get("revision", ""),
+        files=tuple(files),
+        sha256=dict(sha),
+        license_file=raw.get("license_file", ""),
+    )
+
+
+def card_from_dict(name: str, raw: dict[str, Any], *, path: str = "") -> ModelCard:
+    """Validate a parsed TOML table and build the card. Raises CardError on any problem."""
+    where = repr(name)
+    if not NAME.match(name):
+        raise _fail(where, "names are lower-case letters, digits, '.', '_' and '-'")
+    unknown = set(raw) - (set(_CARD_FIELDS) - {"name", "path"})
+    if unknown:
+        raise _fail(where, f"unknown field(s) {sorted(unknown)}")
+    missing = [k for k in _REQUIRED if k not in raw]
+    if missing:
+        raise _fail(where, f"missing field(s) {missing}")
+    for key, typ in _TYPES.items():
+        if key in raw and not (isinstance(raw[key], typ) and not (typ is int and isinstance(raw[key], bool))):
+            raise _fail(where, f"{key} must be {getattr(typ, '__name__', typ)}, not {type(raw[key]).__name__}")
+    for key, allowed in _LITERALS.items():
+        if key in raw and raw[key] not in allowed:
+            raise _fail(where, f"{key} must be one of {allowed}, not {raw[key]!r}")
+    mods = raw["modalities"]
+    if not isinstance(mods, list) or not mods or any(m not in MODALITIES for m in mods):
+        raise _fail(where, f"modalities must be a non-empty list drawn from {MODALITIES}")
+    if raw["dim"] <= 0:
+        raise _fail(where, "dim must be positive")
+    mrl = raw.get("matryoshka_dims", [])
+    if not isinstance(mrl, list) or any(not isinstance(d, int) or not 0 < d <= raw["dim"] for d in mrl):
+        raise _fail(where, f"matryoshka_dims must be integers in 1..{raw['dim']}")
+    prompts = raw.get("prompts", {})
+    if not all(isinstance(v, str) for v in prompts.values()):
+        raise _fail(where, "prompts must map names to strings")
+    if raw.get("default_prompt") and raw["default_prompt"] not in prompts:
+        raise _fail(where, f"default_prompt {raw['default_prompt']!r} is not one of the prompts")
+    template = raw.get("instruction_template", "")
+    if template and ("{instruction}" not in template or "{input}" not in template):
+        raise _fail(where, "instruction_template needs both {instruction} and {input}")
+    for key in ("languages", "tags"):
+        if not isinstance(raw.get(key, []), list):
+            raise _fail(where, f"{key} must be a list")
+    sources_raw = raw["sources"]
+    if not isinstance(sources_raw, list) or not sources_raw:
+        raise _fail(where, "sources must be a non-empty array of tables")
+    sources = tuple(_source_from(where, s, i) for i, s in enumerate(sources_raw))
+    if raw.get("remote_code") and not any(s.kind == "hub" for s in sources):
+        raise _fail(where, "remote_code needs a hub source pinned to a revision")
+    if raw.get("offline_ready") and not any(s.kind == "package" for s in sources):
+        raise _fail(where, "offline_ready needs a package source that ships the weights")
+    if not raw.get("offline_ready") and not raw.get("offline_note"):
+        raise _fail(where, "a card that is not offline-ready must say why in offline_note")
+    values = dict(raw)
+    values.update(
+        modalities=tuple(mods),
+        matryoshka_dims=tuple(sorted(mrl)),
+        languages=tuple(raw.get("languages", [])),
+        tags=tuple(raw.get("tags", [])),
+        sources=sources,
+    )
+    return ModelCard(name=name, path=path, **values)
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """Read and validate one card file; the registry name is the file stem."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise CardError(f"card {path.name}: not valid TOML: {exc}") from exc
+    return card_from_dict(path.stem, raw, path=str(path))

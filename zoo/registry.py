@@ -1,0 +1,168 @@
+"""The registry: model names -> cards, adapter keys -> adapter classes.
+
+Shipped cards are read from ``zoo/cards/*.toml`` the first time they are needed. Third-party
+packages add cards and adapters through two entry-point groups:
+
+- ``embedding_zoo.cards``: each entry point loads to a folder path (str/Path) of TOML cards,
+  or to a callable returning an iterable of ModelCard;
+- ``embedding_zoo.adapters``: the entry-point name is the adapter key, the value a
+  ``"module:Class"`` reference, imported only when a model with that adapter is loaded.
+
+Registering a name that exists raises RegistryError; nothing is ever overwritten silently.
+This module imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import re
+import threading
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+
+from zoo.modelcard import ModelCard, read_card
+from zoo.errors import CardError, RegistryError, UnknownModelError
+
+CARDS_DIR = Path(__file__).parent / "cards"
+
+#: Built-in adapters, imported on first use.
+BUILTIN_ADAPTERS: dict[str, str] = {
+    "text": "zoo.adapters.text:TextEmbedder",
+}
+
+_lock = threading.RLock()
+_cards: dict[str, ModelCard] | None = None
+_adapters: dict[str, str | type] = dict(BUILTIN_ADAPTERS)
+_adapter_eps_loaded = False
+
+
+def _add_card(table: dict[str, ModelCard], card: ModelCard, origin: str) -> None:
+    if card.name in table:
+        raise RegistryError(f"model {card.name!r} is already registered ({table[card.name].path or 'at run time'}); "
+                            f"refusing to overwrite it with {origin}")
+    table[card.name] = card
+
+
+def _entry_points(group: str) -> list[metadata.EntryPoint]:
+    return list(metadata.entry_points(group=group))
+
+
+def _load_cards() -> dict[str, ModelCard]:
+    table: dict[str, ModelCard] = {}
+    for path in sorted(CARDS_DIR.glob("*.toml")):
+        _add_card(table, read_card(path), str(path))
+    for ep in _entry_points("embedding_zoo.cards"):
+        provided = ep.load()
+        if callable(provided):
+            cards: Iterable[ModelCard] = provided()
+        else:
+            cards = (read_card(p) for p in sorted(Path(provided).glob("*.toml")))
+        for card in cards:
+            if not isinstance(card, ModelCard):
+                raise CardError(f"entry point {ep.name!r} gave {type(card).__name__}, not a ModelCard")
+            _add_card(table, card, f"entry point {ep.value}")
+    return table
+
+
+def _table() -> dict[str, ModelCard]:
+    global _cards
+    with _lock:
+        if _cards is None:
+            _cards = _load_cards()
+        return _cards
+
+
+def list_models(pattern: str | None = None, *, modality: str | None = None) -> list[str]:
+    """Registered model names, sorted, optionally filtered.
+
+    Args:
+        pattern: an fnmatch pattern on the name (``"e5*"``, ``"*minilm*"``).
+        modality: keep only models that embed this modality (``"text"``, ``"image"``, ...).
+    """
+    names = []
+    for name, card in _table().items():
+        if pattern and not fnmatch.fnmatchcase(name, pattern.lower()):
+            continue
+        if modality and modality not in card.modalities:
+            continue
+        names.append(name)
+    return sorted(names)
+
+
+def suggest(name: str, n: int = 3) -> list[str]:
+    names = list(_table())
+    lowered = name.lower()
+    close = difflib.get_close_matches(lowered, names, n=n, cutoff=0.6)
+    if not close:  # also try matching the part after an org prefix: "BAAI/bge-small-en-v1.5"
+        tail = lowered.rsplit("/", 1)[-1]
+        close = difflib.get_close_matches(tail, names, n=n, cutoff=0.6)
+    return close
+
+
+def _hint_for(name: str) -> str | None:
+    if name.startswith(("/", "./", "../", "~")) or Path(name).is_dir():
+        return f"for a model folder on disk use 'local-dir:{name}'"
+    if re.match(r"^[\w.-]+/[\w.-]+$", name):
+        return f"for a Hugging Face repo use 'hf-hub:{name}'"
+    return None
+
+
+def card(name: str) -> ModelCard:
+    """The card of a registered model. Raises UnknownModelError with suggestions."""
+    table = _table()
+    if name in table:
+        return table[name]
+    if name.lower() in table:
+        return table[name.lower()]
+    raise UnknownModelError(name, suggest(name), _hint_for(name))
+
+
+def register(card: ModelCard, *, adapter: str | type | None = None) -> None:
+    """Add a card (and optionally its adapter) at run time. Refuses to overwrite."""
+    with _lock:
+        if adapter is not None:
+            register_adapter(card.adapter, adapter)
+        _add_card(_table(), card, "register()")
+
+
+def unregister(name: str) -> None:
+    """Remove a card added at run time (used by tests and plugins that clean up)."""
+    with _lock:
+        _table().pop(name, None)
+
+
+def register_adapter(key: str, target: str | type) -> None:
+    """Map an adapter key to a class or a ``"module:Class"`` reference. Refuses to overwrite."""
+    with _lock:
+        _load_adapter_entry_points()
+        if key in _adapters and _adapters[key] != target:
+            raise RegistryError(f"adapter {key!r} is already registered as {_adapters[key]!r}")
+        _adapters[key] = target
+
+
+def _load_adapter_entry_points() -> None:
+    global _adapter_eps_loaded
+    if _adapter_eps_loaded:
+        return
+    _adapter_eps_loaded = True
+    for ep in _entry_points("embedding_zoo.adapters"):
+        if ep.name in _adapters and _adapters[ep.name] != ep.value:
+            raise RegistryError(f"adapter {ep.name!r} from entry point {ep.value!r} clashes with {_adapters[ep.name]!r}")
+        _adapters[ep.name] = ep.value
+
+
+def adapter_class(key: str) -> type:
+    """Import (on first use) and return the adapter class registered under ``key``."""
+    with _lock:
+        _load_adapter_entry_points()
+        if key not in _adapters:
+            raise RegistryError(f"no adapter {key!r}; known adapters: {sorted(_adapters)}")
+        target = _adapters[key]
+        if isinstance(target, str):
+            module, _, attr = target.partition(":")
+            target = getattr(importlib.import_module(module), attr)
+            _adapters[key] = target
+        return target

