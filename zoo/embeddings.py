@@ -74,11 +74,12 @@ def truncate_dim(x: np.ndarray, dim: int, *, renormalize: bool) -> np.ndarray:
 
 
 def quantize(x: np.ndarray, precision: str, *, calibration: np.ndarray | None = None) -> np.ndarray:
-    """Quantize float vectors as sentence-transformers' ``quantize_embeddings`` does.
+    """Quantize float vectors exactly as sentence-transformers' ``quantize_embeddings`` (6.x) does.
 
-    int8/uint8: per-dimension ranges (min, max) from ``calibration`` (or from ``x`` itself),
-    255 equal steps; int8 codes are shifted by -128. binary/ubinary: ``x > 0`` packed 8 to a
-    byte (``np.packbits``); binary is the packed byte minus 128 as int8.
+    int8/uint8: per-dimension ranges (min, max) from ``calibration`` (or from ``x`` itself,
+    which then needs at least two rows), 255 equal steps, ``floor`` then clip to 0..255; int8
+    codes are shifted by -128. binary/ubinary: ``x > 0`` packed 8 to a byte (``np.packbits``);
+    binary is the packed byte minus 128 as int8.
     """
     if precision == "float32":
         return np.asarray(x, dtype=np.float32)
@@ -86,15 +87,16 @@ def quantize(x: np.ndarray, precision: str, *, calibration: np.ndarray | None = 
         return np.asarray(x, dtype=np.float16)
     if precision in ("int8", "uint8"):
         ref = x if calibration is None else np.asarray(calibration, dtype=np.float32)
-        if ref.ndim != 2 or ref.shape[1] != x.shape[1] or len(ref) == 0:
-            raise InvalidInputError(f"calibration must be (M, {x.shape[1]}) with M >= 1, got {ref.shape}")
+        if ref.ndim != 2 or ref.shape[1] != x.shape[1] or len(ref) < 2:
+            raise InvalidInputError(
+                f"{precision} needs per-dimension ranges from at least 2 vectors: pass calibration= (M, {x.shape[1]}) "
+                f"or embed more items at once (got {ref.shape})"
+            )
         starts = ref.min(axis=0)
         steps = (ref.max(axis=0) - starts) / 255
         steps = np.where(steps == 0, np.float32(1.0), steps)  # constant dimension: avoid 0/0
-        codes = (x - starts) / steps
-        if precision == "uint8":
-            return np.clip(codes, 0, 255).astype(np.uint8)
-        return np.clip(codes - 128, -128, 127).astype(np.int8)
+        codes = np.clip(np.floor((x - starts) / steps), 0, 255)
+        return codes.astype(np.uint8) if precision == "uint8" else (codes - 128).astype(np.int8)
     if precision in ("binary", "ubinary"):
         packed = np.packbits(x > 0, axis=-1)
         return (packed.astype(np.int16) - 128).astype(np.int8) if precision == "binary" else packed

@@ -67,6 +67,15 @@ def _load_cards() -> dict[str, ModelCard]:
     return table
 
 
+def reload() -> None:
+    """Forget every card and entry-point adapter; the next lookup reads them again."""
+    global _cards, _adapters, _adapter_eps_loaded
+    with _lock:
+        _cards = None
+        _adapters = dict(BUILTIN_ADAPTERS)
+        _adapter_eps_loaded = False
+
+
 def _table() -> dict[str, ModelCard]:
     global _cards
     with _lock:

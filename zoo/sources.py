@@ -93,8 +93,8 @@ def _has_files(folder: Path, src: Source | None) -> bool:
     if not folder.is_dir():
         return False
     wanted = list(src.files) + list(src.sha256) if src else []
-    if wanted:
-        return all((folder / f).is_file() for f in wanted)
+    if wanted:  # names or glob patterns ("*.safetensors"); each must match a file
+        return all(any(p.is_file() for p in folder.glob(pattern)) for pattern in wanted)
     return any(folder.iterdir())
 
 
@@ -137,7 +137,7 @@ def resolve(card: ModelCard, *, path: str | os.PathLike | None = None, download:
         if src.kind != "package":
             continue
         folder = _package_dir(src)
-        if folder is not None and _has_files(folder, src):
+        if folder is not None:  # installed: every pinned file must be there and intact
             verify(folder, src.sha256, what=f"{card.name} ({src.describe()})")
             return Resolved(folder, "package", source=src)
         tried.append(f"package {src.package!r} is not installed (pip install {src.package})")

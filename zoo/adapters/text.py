@@ -20,6 +20,7 @@ results go back in the caller's order.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,23 @@ DEFAULT_MAX_ROWS = 128
 CHUNK = 8192
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@contextmanager
+def quiet_transformers():
+    """Silence transformers' per-load progress bar and info logs; restore them afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    level = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def check_texts(inputs: list) -> list[str]:
@@ -109,13 +127,14 @@ class TextEmbedder(BaseEmbedder):
         self.token_budget = int(opts.get("token_budget", DEFAULT_TOKEN_BUDGET))
         self.max_rows = int(opts.get("max_rows", DEFAULT_MAX_ROWS))
         path = str(resolved.path)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        self.model = AutoModel.from_pretrained(
-            path,
-            trust_remote_code=trust_remote_code,
-            use_safetensors=card.weights_format == "safetensors",
-            dtype=self.compute_dtype,
-        )
+        remote = {"trust_remote_code": trust_remote_code}
+        if trust_remote_code and opts.get("code_revision"):
+            remote["code_revision"] = opts["code_revision"]  # pin code that lives in another repo
+        self.tokenizer = AutoTokenizer.from_pretrained(path, **remote)
+        with quiet_transformers():
+            self.model = AutoModel.from_pretrained(
+                path, use_safetensors=card.weights_format == "safetensors", dtype=self.compute_dtype, **remote
+            )
         self.model.eval().to(self.device)
         self.max_tokens = card.max_tokens or int(min(self.tokenizer.model_max_length, 512))
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -189,6 +208,9 @@ class TextEmbedder(BaseEmbedder):
             hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
             emb = pool(hidden, mask, self.card.pooling)
         return emb.float()
+
+    def _infer_modality(self, inputs: list) -> str:
+        return "text" if "text" in self.modalities else self.modalities[0]  # code and text are both strings
 
     def _check(self, inputs: list, modality: str) -> list:
         return check_texts(inputs)

@@ -1,0 +1,112 @@
+"""The ``zoo`` command line: list, card, embed, fetch.
+
+Errors print one line on stderr and exit non-zero: 2 for a bad command line, 1 for a zoo
+error (unknown model, missing weights, bad input), 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from zoo.errors import ZooError
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from zoo import registry
+
+    names = registry.list_models(args.pattern, modality=args.modality)
+    for name in names:
+        c = registry.card(name)
+        ready = "offline-ready" if c.offline_ready else "hub"
+        print(f"{name:32} {c.dim:>5}  {','.join(c.modalities):14} {ready}")
+    if not names:
+        print("no models match", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_card(args: argparse.Namespace) -> int:
+    from zoo import registry
+
+    print(registry.card(args.name).to_markdown())
+    return 0
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from zoo.embeddings import similarity
+    from zoo.loader import load
+
+    texts = list(args.inputs)
+    if args.from_file:
+        texts += Path(args.from_file).read_text(encoding="utf-8").splitlines()
+    model = load(args.name, trust_remote_code=args.trust_remote_code)
+    e = model.embed(texts, task_instruction=args.instruction, prompt_name=args.prompt_name, dim=args.dim)
+    print(f"model {e.model}  space {e.space}  shape {e.shape}  modality {e.modality}")
+    if len(e) >= 2:
+        sims = similarity(e, e)
+        for j in range(1, len(e)):
+            print(f"cosine(input[0], input[{j}]) = {sims[0, j]:.4f}")
+    if args.out:
+        np.save(args.out, e.vectors, allow_pickle=False)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from zoo import registry
+    from zoo.sources import resolve
+
+    card = registry.card(args.name)
+    resolved = resolve(card, download=True)
+    print(f"{card.name}: {resolved.origin} {resolved.path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zoo", description="embedding-zoo: one registry, one embed call.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("list", help="registered models")
+    s.add_argument("pattern", nargs="?", help="fnmatch pattern, e.g. 'e5*'")
+    s.add_argument("--modality", help="text, code, image, audio, points")
+    s.set_defaults(func=_cmd_list)
+
+    s = sub.add_parser("card", help="a model card as Markdown")
+    s.add_argument("name")
+    s.set_defaults(func=_cmd_card)
+
+    s = sub.add_parser("embed", help="embed inputs; prints shape, space and cosines to the first input")
+    s.add_argument("name")
+    s.add_argument("inputs", nargs="*", help="texts to embed")
+    s.add_argument("--from-file", help="also embed each line of this file")
+    s.add_argument("--instruction", help="task instruction (models with an instruction template)")
+    s.add_argument("--prompt-name", help="a named prompt of the card, e.g. query")
+    s.add_argument("--dim", type=int, help="Matryoshka truncation")
+    s.add_argument("--out", help="write the vectors to this .npy file")
+    s.add_argument("--trust-remote-code", action="store_true", help="consent to run the model repo's code")
+    s.set_defaults(func=_cmd_embed)
+
+    s = sub.add_parser("fetch", help="download a model's pinned files into the Hugging Face cache")
+    s.add_argument("name")
+    s.set_defaults(func=_cmd_fetch)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ZooError, OSError) as exc:
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
