@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -123,6 +125,18 @@ class BaseEmbedder:
             )
         if not force_dim and not mrl[0] <= dim <= mrl[-1]:
             raise InvalidInputError(f"{self.name} supports Matryoshka dims {mrl[0]}..{mrl[-1]}, not {dim}")
+
+    def stream(self, inputs: Iterable[Any], *, chunk_size: int = 4096, **kwargs: Any) -> Iterator[Embeddings]:
+        """Embed an iterable of any length chunk by chunk, yielding one Embeddings per chunk.
+
+        Memory stays bounded by ``chunk_size`` items whatever the total: use it for corpora
+        that do not fit in memory. Options are those of :meth:`embed`.
+        """
+        if chunk_size < 1:
+            raise InvalidInputError(f"chunk_size must be positive, not {chunk_size}")
+        it = iter(inputs)
+        while chunk := list(islice(it, chunk_size)):
+            yield self.embed(chunk, **kwargs)
 
     def embed(
         self,

@@ -154,7 +154,8 @@ class TextEmbedder(BaseEmbedder):
         return enc["input_ids"]
 
     def _full_length(self, text: str, *, special: bool) -> int:
-        return len(self.tokenizer(text, add_special_tokens=special, truncation=False)["input_ids"])
+        with quiet_transformers():  # a long text is expected here: no "longer than max length" warning
+            return len(self.tokenizer(text, add_special_tokens=special, truncation=False)["input_ids"])
 
     def tokenize(self, texts: list[str], ctx: EmbedContext | None = None, offset: int = 0) -> list[list[int]]:
         """Token ids exactly as the model sees them: truncated, EOS added, template applied."""

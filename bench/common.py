@@ -1,0 +1,104 @@
+"""Shared benchmark helpers: machine facts, memory readings, alternating paired timings."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> str:
+    """A one-line description of the machine and the library versions that matter."""
+    import torch
+
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads, "
+            f"{torch.backends.cpu.get_cpu_capability()}), Python {platform.python_version()}")
+
+
+def rss_mb() -> float:
+    """Resident set size of this process, in MB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Paired:
+    """Times of a candidate and a baseline measured in alternating order on the same work."""
+
+    ours: list[float]
+    base: list[float]
+
+    @property
+    def ratios(self) -> list[float]:
+        """Speed-up of ours over the baseline, one per pair (baseline time / our time)."""
+        return [b / o for o, b in zip(self.ours, self.base, strict=True)]
+
+    def summary(self) -> str:
+        r = sorted(self.ratios)
+        return f"{statistics.median(r):.2f}x (pairs {len(r)}, min {r[0]:.2f}x, max {r[-1]:.2f}x)"
+
+
+def alternate(ours: Callable[[int], object], base: Callable[[int], object], pairs: int, *, log=print) -> Paired:
+    """Run ``ours(i)`` and ``base(i)`` ``pairs`` times, swapping which goes first each pair."""
+    result = Paired([], [])
+    for i in range(pairs):
+        order = [("ours", ours), ("base", base)] if i % 2 == 0 else [("base", base), ("ours", ours)]
+        for label, fn in order:
+            t0 = time.perf_counter()
+            fn(i)
+            (result.ours if label == "ours" else result.base).append(time.perf_counter() - t0)
+        log(f"  pair {i + 1}/{pairs}: ours {result.ours[-1]:.2f}s  baseline {result.base[-1]:.2f}s  "
+            f"ratio {result.ratios[-1]:.2f}x")
+    return result
+
+
+def matmul_peak_gflops(seconds: float = 2.0) -> float:
+    """Best fp32 GFLOP/s of a 1024x1024 matmul on this process's threads: the in-run peak."""
+    import torch
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        for _ in range(8):
+            torch.mm(a, b)
+        best = max(best, 8 * 2 * 1024**3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def write_result(name: str, markdown: str) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.md"
+    path.write_text(markdown, encoding="utf-8")
+    return path
