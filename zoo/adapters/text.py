@@ -41,6 +41,16 @@ CHUNK = 8192
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (Linux flags avx512_bf16 or amx_bf16)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 @contextmanager
 def quiet_transformers():
     """Silence transformers' per-load progress bar and info logs; restore them afterwards."""
@@ -121,6 +131,8 @@ class TextEmbedder(BaseEmbedder):
         check_format(resolved.path, card)
         self.device = torch.device(device)
         self.compute_dtype = _DTYPES[compute_dtype]
+        if self.compute_dtype is torch.bfloat16 and self.device.type == "cpu" and not cpu_has_bf16():
+            self.warn_once("bf16", "this CPU has no native bf16 (avx512_bf16/amx); bf16 compute will be slow")
         opts = card.options
         self.padding_side = opts.get("padding_side", "right")
         self.append_eos = bool(opts.get("append_eos", False))
