@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -39,10 +40,8 @@ def rss_mb() -> float:
 
 def reset_peak_rss() -> None:
     """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM)."""
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def peak_rss_mb() -> float:

@@ -44,8 +44,9 @@ def flops_per_token(config, length: int) -> float:
 
 
 def throughput(n_texts: int, pairs: int) -> tuple[list[str], dict]:
-    import zoo
     from sentence_transformers import SentenceTransformer
+
+    import zoo
 
     model = zoo.load(MODEL)
     st = SentenceTransformer(str(model.resolved.path), device="cpu")

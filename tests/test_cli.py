@@ -52,5 +52,6 @@ def test_console_script_runs_the_readme_line():
                          timeout=300)
     assert res.returncode == 0, res.stderr
     assert "shape (2, 384)" in res.stdout
-    res = subprocess.run([*zoo_bin, "embed", "BAAI/bge-small-en-v1.5", "x"], capture_output=True, text=True, timeout=60)
+    res = subprocess.run([*zoo_bin, "embed", "BAAI/bge-small-en-v1.5", "x"], capture_output=True, text=True,
+                         timeout=60)
     assert res.returncode == 1 and "hf-hub:BAAI/bge-small-en-v1.5" in res.stderr

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from zoo.modelcard import ModelCard
 from zoo.errors import (
     CardError,
-    IntegrityError,
     InputTooLargeError,
+    IntegrityError,
     InvalidInputError,
     MissingDependencyError,
     RegistryError,
@@ -28,6 +27,7 @@ from zoo.errors import (
     WeightsUnavailableError,
     ZooError,
 )
+from zoo.modelcard import ModelCard
 from zoo.registry import card, list_models, register, register_adapter
 
 if TYPE_CHECKING:

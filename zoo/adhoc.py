@@ -11,8 +11,8 @@ import json
 import re
 from pathlib import Path
 
-from zoo.modelcard import ModelCard, Source
 from zoo.errors import InvalidInputError, UnknownModelError, WeightsUnavailableError
+from zoo.modelcard import ModelCard, Source
 from zoo.sources import Resolved, hf_cache_dir, offline_reason
 
 _POOLING_KEYS = {

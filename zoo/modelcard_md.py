@@ -69,7 +69,7 @@ def render(card: ModelCard) -> str:
     out += ["", "## Usage", "", "```python", "import zoo", "", f'model = zoo.load("{card.name}")']
     first = card.modalities[0]
     example = {"text": '["a dog", "a puppy"]', "code": '["def add(a, b):\\n    return a + b"]'}.get(first, "[...]")
-    out += [f"e = model.embed({example})", "e.vectors.shape  # (N, %d)" % card.dim, "```", ""]
+    out += [f"e = model.embed({example})", f"e.vectors.shape  # (N, {card.dim})", "```", ""]
     if card.prompts or card.instruction_template:
         out += ["## Prompts and instructions", ""]
         if card.instruction_template:

@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
-from zoo.modelcard import ModelCard, read_card
 from zoo.errors import CardError, RegistryError, UnknownModelError
+from zoo.modelcard import ModelCard, read_card
 
 CARDS_DIR = Path(__file__).parent / "cards"
 
@@ -159,7 +159,9 @@ def _load_adapter_entry_points() -> None:
     _adapter_eps_loaded = True
     for ep in _entry_points("embedding_zoo.adapters"):
         if ep.name in _adapters and _adapters[ep.name] != ep.value:
-            raise RegistryError(f"adapter {ep.name!r} from entry point {ep.value!r} clashes with {_adapters[ep.name]!r}")
+            raise RegistryError(
+                f"adapter {ep.name!r} from entry point {ep.value!r} clashes with {_adapters[ep.name]!r}"
+            )
         _adapters[ep.name] = ep.value
 
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from zoo.modelcard import ModelCard
 from zoo.embeddings import PRECISIONS, Embeddings, l2_normalize, quantize, truncate_dim
 from zoo.errors import InvalidInputError
+from zoo.modelcard import ModelCard
 from zoo.sources import Resolved
 
 TEXT_MODALITIES = ("text", "code")
@@ -179,7 +179,8 @@ class BaseEmbedder:
         inputs = list(inputs)
         modality = modality or self._infer_modality(inputs)
         if modality not in self.modalities:
-            raise InvalidInputError(f"{self.name} does not embed {modality!r} (it embeds {', '.join(self.modalities)})")
+            embeds = ", ".join(self.modalities)
+            raise InvalidInputError(f"{self.name} does not embed {modality!r} (it embeds {embeds})")
         items = self._check(inputs, modality)
         if progress is None:
             progress = len(items) >= 2048 and sys.stderr.isatty()

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from zoo.adapters.base import BaseEmbedder, EmbedContext
-from zoo.modelcard import ModelCard
 from zoo.errors import InputTooLargeError, InvalidInputError
+from zoo.modelcard import ModelCard
 from zoo.sources import Resolved, check_format
 
 #: The longest text (in characters) the zoo will tokenize; longer items are refused.
@@ -180,7 +180,8 @@ class TextEmbedder(BaseEmbedder):
             limit, special = self.max_tokens, True
         ids = self._tokenize(texts, limit, special=special)
         # Only items that reached the limit can have been cut; measure those without truncation.
-        cut = [i for i, row in enumerate(ids) if len(row) >= limit and self._full_length(texts[i], special=special) > limit]
+        cut = [i for i, row in enumerate(ids)
+               if len(row) >= limit and self._full_length(texts[i], special=special) > limit]
         if cut:
             if ctx is not None and not ctx.truncate:
                 i = cut[0]
