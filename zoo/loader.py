@@ -36,6 +36,8 @@ def load(
         card, resolved = adhoc
     else:
         card = registry.card(name)
+        if trust_remote_code and not card.remote_code:
+            raise UnsafeModelFileError(f"{card.name} needs no remote code; refusing trust_remote_code=True")
         if card.remote_code and not trust_remote_code:
             hub = card.hub_source
             raise UnsafeModelFileError(

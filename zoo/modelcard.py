@@ -220,6 +220,10 @@ def card_from_dict(name: str, raw: dict[str, Any], *, path: str = "") -> ModelCa
         raise _fail(where, "remote_code needs a hub source pinned to a revision")
     if raw.get("offline_ready") and not any(s.kind == "package" for s in sources):
         raise _fail(where, "offline_ready needs a package source that ships the weights")
+    if raw.get("options", {}).get("padding_side", "right") not in ("right", "left"):
+        raise _fail(where, "options.padding_side must be 'right' or 'left'")
+    if raw.get("options", {}).get("padding_side") == "left" and raw.get("pooling") != "last":
+        raise _fail(where, "left padding shifts absolute positions; only last-token (decoder) cards may use it")
     if not raw.get("offline_ready") and not raw.get("offline_note"):
         raise _fail(where, "a card that is not offline-ready must say why in offline_note")
     values = dict(raw)

@@ -6,7 +6,8 @@ CodeT5+, jina code models...). What differs between them is data on the card:
 - ``pooling``: "mean" over real tokens, "cls" (first token), "last" (last real token,
   found from the attention mask so left and right padding both work) or "model" (the
   model's own output is already the embedding, as in CodeT5+ 110m-embedding);
-- ``options.append_eos``: append the EOS token after truncation (e5-mistral, Qwen3);
+- ``options.append_eos``: append the EOS token after truncation (e5-mistral, Qwen3), where
+  ``options.eos_token`` names it when it is not the tokenizer's own eos;
 - ``options.token_template``: a token-level input format, e.g. UniXcoder's
   ``<s> <encoder-only> </s> {input} </s>``;
 - ``options.padding_side``: "right" (default) or "left";
@@ -150,7 +151,9 @@ class TextEmbedder(BaseEmbedder):
         self.model.eval().to(self.device)
         self.max_tokens = card.max_tokens or int(min(self.tokenizer.model_max_length, 512))
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.eos_id = self.tokenizer.eos_token_id
+        # The token the model ends on, where it is not the tokenizer's eos (Qwen3-Embedding: <|endoftext|>).
+        eos_token = opts.get("eos_token")
+        self.eos_id = self.tokenizer.convert_tokens_to_ids(eos_token) if eos_token else self.tokenizer.eos_token_id
         if self.append_eos and self.eos_id is None:
             raise InvalidInputError(f"{card.name}: card asks to append EOS but the tokenizer has none")
         template = opts.get("token_template")
@@ -197,7 +200,10 @@ class TextEmbedder(BaseEmbedder):
             ids = [head + row + tail for row in ids]
         elif self.append_eos:
             ids = [row if row and row[-1] == self.eos_id else row + [self.eos_id] for row in ids]
-        return ids
+        # A tokenizer that adds no special tokens turns "" into no tokens at all; the model then
+        # sees its end-of-text token alone, so an empty text still gets a finite, stable vector.
+        filler = [self.eos_id if self.eos_id is not None else self.pad_id]
+        return [row if row else filler for row in ids]
 
     # -- the model ---------------------------------------------------------------------------
     def _pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
