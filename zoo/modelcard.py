@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from zoo.errors import CardError
 
-MODALITIES = ("text", "code", "image", "audio", "points", "video")
+MODALITIES = ("text", "code", "image", "audio", "points", "video", "interleaved")
 HEX40 = re.compile(r"^[0-9a-f]{40}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")

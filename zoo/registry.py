@@ -31,6 +31,10 @@ CARDS_DIR = Path(__file__).parent / "cards"
 #: Built-in adapters, imported on first use.
 BUILTIN_ADAPTERS: dict[str, str] = {
     "text": "zoo.adapters.text:TextEmbedder",
+    "open_clip": "zoo.adapters.clip:OpenCLIPEmbedder",
+    "hf_clip": "zoo.adapters.hf_clip:HFCLIPEmbedder",
+    "vlm": "zoo.adapters.vlm:VLMEmbedder",
+    "image": "zoo.adapters.image:ImageEmbedder",
 }
 
 _lock = threading.RLock()

@@ -36,6 +36,8 @@ class EmbedContext:
     batch_size: int | None = None
     progress: bool = False
     truncate: bool = True
+    instruction: str | None = None
+    prompt_name: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -43,8 +45,9 @@ def format_prompt(card: ModelCard, instruction: str | None, prompt_name: str | N
     """Return (prefix, suffix, description) to wrap each text with, per the card.
 
     ``instruction`` goes through the card's instruction template; ``prompt_name`` picks a
-    named prompt (a prefix). Both at once is an error. With neither, the card's default
-    prompt applies (most cards have none: texts are embedded as given).
+    named prompt: a prefix, or a template with ``{input}`` ("a photo of a {input}.").
+    Both at once is an error. With neither, the card's default prompt applies (most cards
+    have none: texts are embedded as given).
     """
     if instruction is not None and prompt_name is not None:
         raise InvalidInputError("pass task_instruction or prompt_name, not both")
@@ -52,14 +55,16 @@ def format_prompt(card: ModelCard, instruction: str | None, prompt_name: str | N
         if prompt_name not in card.prompts:
             known = ", ".join(card.prompts) or "none"
             raise InvalidInputError(f"{card.name} has no prompt {prompt_name!r} (its prompts: {known})")
-        return card.prompts[prompt_name], "", f"prompt {prompt_name!r}"
+        prefix, _, suffix = card.prompts[prompt_name].partition("{input}")
+        return prefix, suffix, f"prompt {prompt_name!r}"
     if instruction is not None:
         if not isinstance(instruction, str):
             raise InvalidInputError(f"task_instruction must be a string, not {type(instruction).__name__}")
         prefix, _, suffix = card.instruction_template.partition("{input}")
         return prefix.replace("{instruction}", instruction), suffix, "instruction"
     if card.default_prompt:
-        return card.prompts[card.default_prompt], "", f"prompt {card.default_prompt!r}"
+        prefix, _, suffix = card.prompts[card.default_prompt].partition("{input}")
+        return prefix, suffix, f"prompt {card.default_prompt!r}"
     return "", "", "none"
 
 
@@ -103,6 +108,24 @@ class BaseEmbedder:
 
     def _encode(self, items: list, modality: str, ctx: EmbedContext) -> np.ndarray:
         raise NotImplementedError
+
+    def _apply_prompts(self, items: list, modality: str, ctx: EmbedContext) -> list:
+        """Wrap text items with the card's prompt or instruction template.
+
+        Adapters whose prompts involve other modalities (vision-language models) override this.
+        """
+        instruction, prompt_name = ctx.instruction, ctx.prompt_name
+        if modality not in TEXT_MODALITIES:
+            if instruction is not None or prompt_name is not None:
+                self.warn_once(f"prompt-{modality}", f"instructions and prompts do not apply to {modality} inputs")
+            return items
+        if instruction is not None and not self.card.uses_instructions:
+            format_prompt(self.card, instruction, prompt_name)  # still refuse both-at-once
+            self.warn_once("instruction", "this model takes no task instructions; task_instruction is ignored")
+            instruction = None
+        prefix, suffix, used = format_prompt(self.card, instruction, prompt_name)
+        ctx.info["prompt"] = used
+        return [prefix + t + suffix for t in items] if prefix or suffix else items
 
     def _infer_modality(self, inputs: list) -> str:
         if len(self.modalities) == 1:
@@ -184,15 +207,9 @@ class BaseEmbedder:
         items = self._check(inputs, modality)
         if progress is None:
             progress = len(items) >= 2048 and sys.stderr.isatty()
-        ctx = EmbedContext(batch_size=batch_size, progress=bool(progress), truncate=truncate)
-        if modality in TEXT_MODALITIES:
-            prefix, suffix, used = format_prompt(self.card, task_instruction, prompt_name)
-            if task_instruction is not None and not self.card.uses_instructions:
-                self.warn_once("instruction", "this model takes no task instructions; task_instruction is ignored")
-                prefix, suffix, used = format_prompt(self.card, None, prompt_name)
-            if prefix or suffix:
-                items = [prefix + t + suffix for t in items]
-            ctx.info["prompt"] = used
+        ctx = EmbedContext(batch_size=batch_size, progress=bool(progress), truncate=truncate,
+                           instruction=task_instruction, prompt_name=prompt_name)
+        items = self._apply_prompts(items, modality, ctx)
         if items:
             vectors = np.asarray(self._encode(items, modality, ctx), dtype=np.float32)
         else:
