@@ -2,6 +2,7 @@
 
     python bench/text_throughput.py            # the full run (about 15 minutes on 2 cores)
     python bench/text_throughput.py --quick    # a smoke run (about 1 minute)
+    python bench/text_throughput.py --parts memory   # re-measure one part, keep the others
 
 Three measurements, each against its baseline:
 
@@ -29,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import alternate, machine, matmul_peak_gflops, write_result  # noqa: E402
-from corpus import mixed_length_texts, stdlib_words  # noqa: E402
+from common import RESULTS, alternate, machine, matmul_peak_gflops, write_result  # noqa: E402
+from corpus import mixed_length_texts  # noqa: E402
 
 MODEL = "all-minilm-l6-v2"
 MIN_COS = 0.9999
@@ -227,24 +228,42 @@ def report(tp: dict, load: dict, mem: dict, bf16: dict) -> str:
     return "\n".join(lines)
 
 
+PARTS = ("throughput", "bf16", "load", "memory")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    ap.add_argument("--parts", default=",".join(PARTS),
+                    help="comma-separated parts to (re)measure; the others are read from the last run's JSON")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
+    name = "text_throughput" + ("_quick" if args.quick else "")
+    saved = RESULTS / f"{name}.json"
+    res = json.loads(saved.read_text()) if saved.is_file() else {}
+    missing = set(PARTS) - parts - set(res)
+    if missing:
+        sys.exit(f"no earlier results for {sorted(missing)}: measure them too (--parts)")
     n_texts, pairs, load_pairs, stream_n = (10_000, 7, 5, 100_000) if not args.quick else (700, 7, 2, 12_000)
-    stdlib_words()
-    texts, tp = throughput(n_texts, pairs)
-    bf16 = bf16_compute(texts[: n_texts // pairs], 3)
-    import zoo
+    if parts & {"throughput", "bf16"}:
+        texts, tp = throughput(n_texts, pairs)
+        if "throughput" in parts:
+            res["throughput"] = tp
+        if "bf16" in parts:
+            res["bf16"] = bf16_compute(texts[: n_texts // pairs], 3)
+    if "load" in parts:
+        import zoo
 
-    load = load_time(load_pairs, str(zoo.load(MODEL).resolved.path))
-    mem = stream_memory(stream_n)
-    md = report(tp, load, mem, bf16)
+        res["load"] = load_time(load_pairs, str(zoo.load(MODEL).resolved.path))
+    if "memory" in parts:
+        res["memory"] = stream_memory(stream_n)
+    RESULTS.mkdir(exist_ok=True)
+    saved.write_text(json.dumps(res, indent=1))
+    md = report(res["throughput"], res["load"], res["memory"], res["bf16"])
     print()
     print(md)
-    path = write_result("text_throughput" + ("_quick" if args.quick else ""), md)
-    print(f"wrote {path}")
-    if not tp["fidelity_ok"]:
+    print(f"wrote {write_result(name, md)}")
+    if not res["throughput"]["fidelity_ok"]:
         sys.exit("fidelity check failed: no ratio reported")
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo._memory import release_memory
 from zoo.embeddings import PRECISIONS, Embeddings, l2_normalize, quantize, truncate_dim
 from zoo.errors import InvalidInputError
 from zoo.modelcard import ModelCard
@@ -159,7 +160,9 @@ class BaseEmbedder:
             raise InvalidInputError(f"chunk_size must be positive, not {chunk_size}")
         it = iter(inputs)
         while chunk := list(islice(it, chunk_size)):
-            yield self.embed(chunk, **kwargs)
+            out = self.embed(chunk, **kwargs)
+            release_memory()  # keep resident memory flat across chunks (see zoo._memory)
+            yield out
 
     def embed(
         self,
