@@ -164,3 +164,13 @@ def test_similarity_refuses_two_spaces(minilm):
     b = zoo.Embeddings(vectors=a.vectors, space="other-space", model="other", modality="text", normalized=True)
     with pytest.raises(zoo.SpaceMismatchError, match="other-space"):
         zoo.similarity(a, b)
+
+
+def test_stream_yields_chunks_equal_to_one_embed_call(minilm):
+    texts = list(stdlib_sentences()[:50])
+    chunks = list(minilm.stream(iter(texts), chunk_size=16))
+    assert [len(c) for c in chunks] == [16, 16, 16, 2]
+    whole = minilm.embed(texts).vectors
+    assert _rowwise_cos(np.concatenate([c.vectors for c in chunks]), whole).min() >= 0.99999
+    with pytest.raises(zoo.InvalidInputError, match="chunk_size"):
+        next(minilm.stream(texts, chunk_size=0))
