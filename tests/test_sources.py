@@ -116,3 +116,20 @@ def test_local_dir_prefix_builds_a_card_from_sentence_transformers_config():
     assert m.card.pooling == "mean" and m.card.max_tokens == 256 and m.dim == 384
     ref = zoo.load("all-minilm-l6-v2").embed(["a dog"]).vectors
     assert (m.embed(["a dog"]).vectors * ref).sum() > 0.99999
+
+
+def test_hf_hub_prefix_reads_the_offline_cache(offline_hub):
+    real = resolve(zoo.card("all-minilm-l6-v2")).path
+    rev = "1234567890abcdef1234567890abcdef12345678"
+    snap = offline_hub.snapshot("someone/minilm-copy", rev)
+    for item in real.iterdir():
+        if item.is_file():
+            shutil.copy(item, snap / item.name)
+    shutil.copytree(real / "1_Pooling", snap / "1_Pooling", dirs_exist_ok=True)
+    m = zoo.load("hf-hub:someone/minilm-copy")
+    assert m.resolved.revision == rev and m.card.hub_source.repo == "someone/minilm-copy"
+    assert m.card.pooling == "mean" and m.dim == 384
+    with pytest.raises(zoo.WeightsUnavailableError, match="someone/missing"):
+        zoo.load("hf-hub:someone/missing")
+    with pytest.raises(zoo.UnknownModelError, match="hf-hub:org/name"):
+        zoo.load("hf-hub:not a repo")
