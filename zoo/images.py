@@ -110,6 +110,8 @@ def _from_array(arr: Any, index: int):
     from PIL import Image
 
     a = np.asarray(arr)
+    if a.dtype == np.bool_:  # a binary mask: white where True
+        a = a.astype(np.uint8) * 255
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):

@@ -42,6 +42,24 @@ class EmbedContext:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def as_item_list(inputs: Any) -> list:
+    """The caller's inputs as a list of items; one item on its own becomes a list of one.
+
+    A str, bytes, path, dict (interleaved input), PIL image, HxW or HxWxC array or CxHxW
+    tensor is one item; a 4-D array or tensor is a batch; other sequences are lists of items.
+    """
+    import os
+
+    if isinstance(inputs, (str, bytes, bytearray, memoryview, os.PathLike, dict)):
+        return [inputs]
+    if type(inputs).__module__.startswith("PIL."):
+        return [inputs]
+    ndim = getattr(inputs, "ndim", None)
+    if ndim is not None and not isinstance(inputs, (list, tuple)):
+        return [inputs] if ndim in (2, 3) else list(inputs)
+    return list(inputs) if hasattr(inputs, "__iter__") else [inputs]
+
+
 def format_prompt(card: ModelCard, instruction: str | None, prompt_name: str | None) -> tuple[str, str, str]:
     """Return (prefix, suffix, description) to wrap each text with, per the card.
 
@@ -200,9 +218,7 @@ class BaseEmbedder:
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size < 1):
             raise InvalidInputError(f"batch_size must be a positive integer, not {batch_size!r}")
-        if isinstance(inputs, (str, bytes, dict)) or not hasattr(inputs, "__len__"):
-            inputs = [inputs]
-        inputs = list(inputs)
+        inputs = as_item_list(inputs)
         modality = modality or self._infer_modality(inputs)
         if modality not in self.modalities:
             embeds = ", ".join(self.modalities)
