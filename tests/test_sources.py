@@ -87,6 +87,7 @@ def test_offline_and_uncached_says_how_to_get_the_files(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("ZOO_OFFLINE", raising=False)  # the session fixture may have set it
     with pytest.raises(zoo.WeightsUnavailableError) as info:
         zoo.load("bge-small-en-v1.5")
     msg = str(info.value)

@@ -1,0 +1,280 @@
+"""Vision-language embedders: VLM2Vec (Qwen2-VL, Phi-3.5-V), mmE5 (Mllama), Qwen3-VL-Embedding.
+
+One adapter, three prompt styles and four backbones, chosen by the card's ``options``:
+
+- ``backbone``: "qwen2_vl", "phi3_v", "mllama" or "qwen3_vl" (``vlm_backbones``, ``vlm_qwen``,
+  ``vlm_mllama``);
+- ``prompt_style``: how an item (image and/or text) and an instruction become the prompt:
+
+  - "vlm2vec": ``"{image_token} {instruction} {text}"``, the present parts joined by one space,
+    no chat template; a text-only item without instruction is the raw text;
+  - "mme5": ``"<|image|><|begin_of_text|>{instruction} {text}\\n"`` for items with an image,
+    ``"{instruction} {text}\\n"`` for text with an instruction, raw text otherwise (the Mllama
+    processor puts ``<|begin_of_text|>`` in front of prompts that have none);
+  - "chat": a system turn holding the instruction (a "." added when it does not end in
+    punctuation) and a user turn holding the image and the text ("NULL" when there is neither),
+    rendered by the checkpoint's own chat template with the generation prompt;
+
+- ``default_image_instruction``: the instruction an item with an image and nothing else gets;
+  ``default_instruction`` (chat style): the instruction every item gets when none is given.
+
+Inputs: ``str`` (text), anything ``zoo.images.load_image`` accepts (image; a path given as a
+``str`` needs ``modality="image"``), or an interleaved dict ``{"image": ..., "text": ...}``
+(either key may be left out; other keys are refused). ``task_instruction`` is free
+text; ``prompt_name`` picks one of the card's named instructions. The vector is the last
+layer's hidden state (after the final norm) at the last non-padding token, left or right
+padding alike; ``embed`` L2-normalizes it.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from zoo.adapters.base import BaseEmbedder, EmbedContext
+from zoo.adapters.text import MAX_TEXT_CHARS, cpu_has_bf16, length_batches, pool
+from zoo.errors import CardError, InputTooLargeError, InvalidInputError
+from zoo.images import load_image
+from zoo.modelcard import ModelCard
+from zoo.sources import Resolved, check_format
+
+DEFAULT_TOKEN_BUDGET = 16384
+DEFAULT_MAX_ROWS = 16
+#: Items prepared (tokenized, images processed) at a time; bounds the memory of long lists.
+CHUNK = 256
+INTERLEAVED_KEYS = ("image", "text")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class VLMItem:
+    """One input: an RGB PIL image and/or a text; ``prompt`` is what the model is given."""
+
+    image: Any = None
+    text: str | None = None
+    prompt: Any = None
+
+
+@dataclass
+class Prepared:
+    """One item ready for batching: token ids and the backbone's per-item image tensors."""
+
+    ids: list[int]
+    extras: dict[str, torch.Tensor]
+    has_image: bool
+
+
+def _check_text(text: Any, index: int, what: str = "text") -> str:
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{what} must be a str, not {type(text).__name__}", index=index)
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputTooLargeError(f"text of {len(text):,} characters is over the limit of {MAX_TEXT_CHARS:,}",
+                                 index=index, limit=MAX_TEXT_CHARS)
+    return text
+
+
+def check_item(item: Any, modality: str, index: int) -> VLMItem:
+    """Validate one input of ``modality``; errors name ``index``."""
+    if modality == "text":
+        return VLMItem(text=_check_text(item, index))
+    if modality == "image":
+        if isinstance(item, dict):
+            raise InvalidInputError("an interleaved dict needs modality='interleaved'", index=index)
+        return VLMItem(image=load_image(item, index=index))
+    if not isinstance(item, dict):
+        raise InvalidInputError(f"an interleaved input must be a dict with keys {INTERLEAVED_KEYS}, "
+                                f"not {type(item).__name__}", index=index)
+    unknown = sorted(set(map(str, item)) - set(INTERLEAVED_KEYS))
+    if unknown:
+        raise InvalidInputError(f"unknown key(s) {unknown} in interleaved input (allowed: {INTERLEAVED_KEYS})",
+                                index=index)
+    if item.get("image") is None and item.get("text") is None:
+        raise InvalidInputError("an interleaved input needs an 'image', a 'text' or both", index=index)
+    text = _check_text(item["text"], index, "'text'") if item.get("text") is not None else None
+    image = load_image(item["image"], index=index) if item.get("image") is not None else None
+    return VLMItem(image=image, text=text)
+
+
+def build_prompt(style: str, item: VLMItem, instruction: str | None, opts: dict[str, Any]) -> Any:
+    """The prompt for one item in the card's ``prompt_style`` (see the module docstring)."""
+    text = item.text or ""
+    if style == "chat":
+        instruction = (instruction or opts.get("default_instruction", "Represent the user's input.")).strip()
+        if instruction and not unicodedata.category(instruction[-1]).startswith("P"):
+            instruction += "."
+        content: list[dict[str, Any]] = [{"type": "image"}] if item.image is not None else []
+        if text or item.image is None:
+            content.append({"type": "text", "text": text or "NULL"})
+        return [{"role": "system", "content": [{"type": "text", "text": instruction}]},
+                {"role": "user", "content": content}]
+    if item.image is not None and instruction is None and not text:
+        instruction = opts.get("default_image_instruction") or None
+    words = " ".join(p for p in (instruction, text) if p)
+    if style == "vlm2vec":
+        return " ".join(p for p in (opts["image_token"] if item.image is not None else "", words) if p)
+    if style == "mme5":
+        if item.image is not None:
+            return f"<|image|><|begin_of_text|>{words}\n"
+        return f"{words}\n" if instruction else text
+    raise CardError(f"unknown prompt_style {style!r}")
+
+
+def pad_batch(rows: list[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id rows padded to one length on ``side``; returns (input_ids, attention_mask)."""
+    longest = max(len(r) for r in rows)
+    ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    for j, row in enumerate(rows):
+        cols = slice(longest - len(row), longest) if side == "left" else slice(0, len(row))
+        ids[j, cols] = torch.tensor(row, dtype=torch.long)
+        mask[j, cols] = 1
+    return ids, mask
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """1-D positions counted over real tokens only, so a row's positions do not depend on its padding."""
+    return (mask.cumsum(-1) - 1).clamp(min=0) * mask + (1 - mask)
+
+
+class VLMEmbedder(BaseEmbedder):
+    """A vision-language model used as an embedder; see the module docstring."""
+
+    def __init__(
+        self,
+        card: ModelCard,
+        resolved: Resolved,
+        *,
+        device: str = "cpu",
+        compute_dtype: str = "float32",
+        trust_remote_code: bool = False,
+        lora_path: str | None = None,
+        **options: Any,
+    ):
+        """Load the card's backbone (and merge its adapter) from ``resolved``.
+
+        Args:
+            device: torch device to run on.
+            compute_dtype: "float32" (default), "bfloat16" or "float16".
+            trust_remote_code: the caller's consent to run the repo's code (cards with remote_code only).
+            lora_path: a folder with the card's LoRA adapter, instead of the pinned hub snapshot.
+        """
+        super().__init__(card, resolved, **options)
+        from zoo.adapters.vlm_backbones import backbone_class
+
+        opts = card.options
+        if lora_path is not None and not opts.get("lora_repo"):
+            raise InvalidInputError(f"{card.name} has no LoRA adapter; lora_path= does not apply")
+        backbone = backbone_class(opts.get("backbone", ""))
+        if compute_dtype not in _DTYPES:
+            raise InvalidInputError(f"compute_dtype must be one of {sorted(_DTYPES)}, not {compute_dtype!r}")
+        check_format(resolved.path, card)
+        self.device = torch.device(device)
+        self.compute_dtype = _DTYPES[compute_dtype]
+        if self.compute_dtype is torch.bfloat16 and self.device.type == "cpu" and not cpu_has_bf16():
+            self.warn_once("bf16", "this CPU has no native bf16 (avx512_bf16/amx); bf16 compute will be slow")
+        self.style = opts.get("prompt_style", "vlm2vec")
+        self.padding_side = opts.get("padding_side", "right")
+        self.max_tokens = card.max_tokens or 8192
+        self.token_budget = int(opts.get("token_budget", DEFAULT_TOKEN_BUDGET))
+        self.lora_modules: list[str] = []  # the modules an adapter was merged into (set by the backbone)
+        self.max_rows = int(opts.get("max_rows", DEFAULT_MAX_ROWS))
+        self.backbone = backbone(self, str(resolved.path), trust_remote_code=trust_remote_code, lora_path=lora_path)
+        if self.backbone.hidden_size != card.dim:
+            raise CardError(f"{card.name}: the model's hidden size is {self.backbone.hidden_size}, "
+                            f"the card says dim = {card.dim}")
+
+    # -- inputs ------------------------------------------------------------------------------
+    def _infer_modality(self, inputs: list) -> str:
+        kinds = {"text" if isinstance(x, str) else "interleaved" if isinstance(x, dict) else "image"
+                 for x in inputs}
+        if len(kinds) == 1:
+            return kinds.pop()
+        if not kinds:
+            return "text"
+        raise InvalidInputError(f"inputs mix {sorted(kinds)}; wrap mixed items as interleaved dicts "
+                                "({'image': ..., 'text': ...}) or pass modality=")
+
+    def _check(self, inputs: list, modality: str) -> list:
+        return [check_item(item, modality, i) for i, item in enumerate(inputs)]
+
+    def instruction(self, ctx: EmbedContext) -> str | None:
+        """The instruction of this call: ``task_instruction`` or the card's named one (not both)."""
+        if ctx.instruction is not None and ctx.prompt_name is not None:
+            raise InvalidInputError("pass task_instruction or prompt_name, not both")
+        if ctx.prompt_name is not None:
+            if ctx.prompt_name not in self.card.prompts:
+                known = ", ".join(self.card.prompts) or "none"
+                raise InvalidInputError(f"{self.name} has no prompt {ctx.prompt_name!r} (its prompts: {known})")
+            return self.card.prompts[ctx.prompt_name]
+        if ctx.instruction is not None and not isinstance(ctx.instruction, str):
+            raise InvalidInputError(f"task_instruction must be a string, not {type(ctx.instruction).__name__}")
+        return ctx.instruction
+
+    def _apply_prompts(self, items: list, modality: str, ctx: EmbedContext) -> list:
+        instruction = self.instruction(ctx)
+        ctx.info["prompt"] = ("instruction" if ctx.instruction is not None
+                              else f"prompt {ctx.prompt_name!r}" if ctx.prompt_name is not None else "none")
+        return [replace(it, prompt=build_prompt(self.style, it, instruction, self.card.options)) for it in items]
+
+    def prompts(self, inputs: list, task_instruction: str | None = None, *, prompt_name: str | None = None,
+                modality: str | None = None) -> list[str]:
+        """The prompt strings ``embed`` would give the model (image tokens not yet expanded)."""
+        inputs = [inputs] if isinstance(inputs, (str, dict)) else list(inputs)
+        modality = modality or self._infer_modality(inputs)
+        ctx = EmbedContext(instruction=task_instruction, prompt_name=prompt_name)
+        items = self._apply_prompts(self._check(inputs, modality), modality, ctx)
+        return [self.backbone.render(it.prompt) for it in items]
+
+    # -- the model ---------------------------------------------------------------------------
+    def _fit(self, prepared: Prepared, index: int, ctx: EmbedContext) -> Prepared:
+        """Cut an over-long item to ``max_tokens`` (warn once) or refuse it when ``truncate=False``."""
+        if len(prepared.ids) <= self.max_tokens:
+            return prepared
+        if not ctx.truncate:
+            raise InputTooLargeError(f"input is {len(prepared.ids)} tokens, over {self.name}'s limit of "
+                                     f"{self.max_tokens} (pass truncate=True to cut it)", index=index,
+                                     limit=self.max_tokens)
+        ctx.info["truncated"] = ctx.info.get("truncated", 0) + 1
+        self.warn_once("truncate", f"inputs longer than {self.max_tokens} tokens are truncated to fit")
+        return self.backbone.truncate(prepared, self.max_tokens, index)
+
+    @torch.inference_mode()
+    def forward(self, batch: list[Prepared]) -> torch.Tensor:
+        """Embed one batch of prepared items: float32 (B, D), before normalization."""
+        input_ids, mask = pad_batch([p.ids for p in batch], self.backbone.pad_id, self.padding_side)
+        hidden = self.backbone.forward(input_ids.to(self.device), mask.to(self.device), batch)
+        return pool(hidden, mask.to(hidden.device), "last").float()
+
+    def _encode(self, items: list, modality: str, ctx: EmbedContext) -> np.ndarray:
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        chunks = range(0, len(items), CHUNK)  # image tensors are made per chunk, so memory stays bounded
+        if not ctx.truncate:  # find an over-long item before any forward pass is spent
+            for start in chunks:
+                for i, item in enumerate(items[start : start + CHUNK], start):
+                    self._fit(self.backbone.prepare(item, i), i, ctx)
+        bar = None
+        if ctx.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(items), desc=f"embed {self.name}", unit="item")
+        for start in chunks:
+            prepared = [self._fit(self.backbone.prepare(it, i), i, ctx)
+                        for i, it in enumerate(items[start : start + CHUNK], start)]
+            groups: dict[bool, list[int]] = {}
+            for i, p in enumerate(prepared):  # backbones that cannot mix text-only and image rows keep them apart
+                groups.setdefault(p.has_image and self.backbone.separate_images, []).append(i)
+            for members in groups.values():
+                lengths = [len(prepared[i].ids) for i in members]
+                for batch in length_batches(lengths, token_budget=self.token_budget,
+                                            max_rows=ctx.batch_size or self.max_rows):
+                    rows = [members[j] for j in batch]
+                    out[[start + i for i in rows]] = self.forward([prepared[i] for i in rows]).cpu().numpy()
+                    if bar is not None:
+                        bar.update(len(rows))
+        if bar is not None:
+            bar.close()
+        return out
