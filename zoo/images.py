@@ -134,13 +134,8 @@ def _from_array(arr: Any, index: int):
     return to_rgb(Image.fromarray(np.ascontiguousarray(a)))
 
 
-def load_image(item: Any, *, index: int = 0):
-    """Turn one user item into an RGB PIL image, or raise an error naming ``index``."""
-    from PIL import Image, ImageOps
-
-    if isinstance(item, Image.Image):
-        _check_size(item, index)
-        return to_rgb(ImageOps.exif_transpose(item))
+def _encoded_source(item: Any, index: int) -> Path | bytes:
+    """A path or bytes item, checked for existence and size before anything is read."""
     if isinstance(item, (str, os.PathLike)):
         path = Path(item)
         if not path.is_file():
@@ -151,15 +146,39 @@ def load_image(item: Any, *, index: int = 0):
                                      index=index, limit=MAX_FILE_BYTES)
         if size == 0:
             raise InvalidInputError(f"image file {str(path)!r} is empty", index=index)
-        return _from_file_like(path, index)
-    if isinstance(item, (bytes, bytearray, memoryview)):
-        data = bytes(item)
-        if len(data) > MAX_FILE_BYTES:
-            raise InputTooLargeError(f"image data is {len(data):,} bytes, over the limit of {MAX_FILE_BYTES:,}",
-                                     index=index, limit=MAX_FILE_BYTES)
-        if not data:
-            raise InvalidInputError("image data is empty", index=index)
-        return _from_file_like(data, index)
+        return path
+    data = bytes(item)
+    if len(data) > MAX_FILE_BYTES:
+        raise InputTooLargeError(f"image data is {len(data):,} bytes, over the limit of {MAX_FILE_BYTES:,}",
+                                 index=index, limit=MAX_FILE_BYTES)
+    if not data:
+        raise InvalidInputError("image data is empty", index=index)
+    return data
+
+
+def probe_image(item: str | os.PathLike | bytes, *, index: int = 0) -> tuple[int, int]:
+    """Check an encoded image from its header alone (size, format, pixel count); return (width, height).
+
+    Nothing is decoded, so a pipeline can validate every file up front and decode later; a
+    file corrupt past its header is still caught by :func:`load_image`.
+    """
+    img = _open(_encoded_source(item, index), index)
+    try:
+        _check_size(img, index)
+        return img.size
+    finally:
+        img.close()
+
+
+def load_image(item: Any, *, index: int = 0):
+    """Turn one user item into an RGB PIL image, or raise an error naming ``index``."""
+    from PIL import Image, ImageOps
+
+    if isinstance(item, Image.Image):
+        _check_size(item, index)
+        return to_rgb(ImageOps.exif_transpose(item))
+    if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
+        return _from_file_like(_encoded_source(item, index), index)
     if type(item).__module__ == "torch" and hasattr(item, "detach"):
         t = item.detach().cpu()
         if t.ndim != 3 or t.shape[0] not in (1, 3, 4):
