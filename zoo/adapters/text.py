@@ -34,8 +34,8 @@ from zoo.sources import Resolved, check_format
 
 #: The longest text (in characters) the zoo will tokenize; longer items are refused.
 MAX_TEXT_CHARS = 4_000_000
-DEFAULT_TOKEN_BUDGET = 8192
-DEFAULT_MAX_ROWS = 128
+DEFAULT_TOKEN_BUDGET = 4096
+DEFAULT_MAX_ROWS = 64
 #: Texts tokenized, sorted and embedded per chunk; bounds memory for long lists.
 CHUNK = 8192
 
