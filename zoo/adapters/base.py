@@ -39,6 +39,7 @@ class EmbedContext:
     truncate: bool = True
     instruction: str | None = None
     prompt_name: str | None = None
+    low_memory: bool = False
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -172,8 +173,9 @@ class BaseEmbedder:
         """Embed an iterable of any length chunk by chunk, yielding one Embeddings per chunk.
 
         Memory stays bounded by ``chunk_size`` items whatever the total: use it for corpora
-        that do not fit in memory. Options are those of :meth:`embed`.
+        that do not fit in memory. Options are those of :meth:`embed`; ``low_memory`` is on.
         """
+        kwargs.setdefault("low_memory", True)
         if chunk_size < 1:
             raise InvalidInputError(f"chunk_size must be positive, not {chunk_size}")
         it = iter(inputs)
@@ -197,6 +199,7 @@ class BaseEmbedder:
         calibration: np.ndarray | None = None,
         truncate: bool = True,
         progress: bool | None = None,
+        low_memory: bool = False,
     ) -> Embeddings:
         """Embed a list of inputs; row i of the result belongs to input i.
 
@@ -213,6 +216,8 @@ class BaseEmbedder:
             calibration: float vectors whose per-dimension ranges calibrate int8/uint8.
             truncate: cut over-long inputs to the model's limit (warns once) instead of raising.
             progress: show a progress bar (default: for long jobs on a terminal).
+            low_memory: give freed memory back to the OS after every batch: a flat, low peak
+                for a few percent of speed (on by default in :meth:`stream`).
         """
         self._check_options(dim, precision, force_dim)
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
@@ -227,7 +232,7 @@ class BaseEmbedder:
         if progress is None:
             progress = len(items) >= 2048 and sys.stderr.isatty()
         ctx = EmbedContext(batch_size=batch_size, progress=bool(progress), truncate=truncate,
-                           instruction=task_instruction, prompt_name=prompt_name)
+                           instruction=task_instruction, prompt_name=prompt_name, low_memory=low_memory)
         items = self._apply_prompts(items, modality, ctx)
         if items:
             vectors = np.asarray(self._encode(items, modality, ctx), dtype=np.float32)

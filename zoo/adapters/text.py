@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoo._memory import release_memory
 from zoo.adapters.base import BaseEmbedder, EmbedContext
 from zoo.errors import InputTooLargeError, InvalidInputError
 from zoo.modelcard import ModelCard
@@ -251,6 +252,8 @@ class TextEmbedder(BaseEmbedder):
             for batch in length_batches([len(r) for r in ids], token_budget=self.token_budget, max_rows=max_rows):
                 emb = self.forward_ids([ids[i] for i in batch])
                 out[[start + i for i in batch]] = emb.cpu().numpy()
+                if ctx.low_memory:
+                    release_memory()
                 if bar is not None:
                     bar.update(len(batch))
         if bar is not None:
