@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from zoo import registry
-from zoo.adhoc import resolve_adhoc
+from zoo.adhoc import is_adhoc, resolve_adhoc
 from zoo.errors import UnsafeModelFileError
 from zoo.sources import resolve
 
@@ -31,21 +31,20 @@ def load(
             that need it and pin their revision accept it.
         **options: adapter options, e.g. ``device="cpu"``, ``compute_dtype="bfloat16"``.
     """
-    adhoc = resolve_adhoc(name, download=download)
-    if adhoc is not None:
-        card, resolved = adhoc
+    # Consent is settled before any file is looked for. Ad-hoc names are text models with no remote code.
+    card = None if is_adhoc(name) else registry.card(name)
+    if trust_remote_code and (card is None or not card.remote_code):
+        who = card.name if card else name
+        raise UnsafeModelFileError(f"{who} needs no remote code; refusing trust_remote_code=True")
+    if card is not None and card.remote_code and not trust_remote_code:
+        hub = card.hub_source
+        raise UnsafeModelFileError(
+            f"{card.name} runs Python code shipped in its hub repo ({hub.repo}@{hub.revision[:12]}); "
+            "read it, then pass trust_remote_code=True to zoo.load to consent"
+        )
+    if card is None:
+        card, resolved = resolve_adhoc(name, download=download)
     else:
-        card = registry.card(name)
-        if trust_remote_code and not card.remote_code:
-            raise UnsafeModelFileError(f"{card.name} needs no remote code; refusing trust_remote_code=True")
-        if card.remote_code and not trust_remote_code:
-            hub = card.hub_source
-            raise UnsafeModelFileError(
-                f"{card.name} runs Python code shipped in its hub repo ({hub.repo}@{hub.revision[:12]}); "
-                "read it, then pass trust_remote_code=True to zoo.load to consent"
-            )
         resolved = resolve(card, path=path, download=download)
-    if trust_remote_code and not card.remote_code:
-        raise UnsafeModelFileError(f"{card.name} needs no remote code; refusing trust_remote_code=True")
     cls = registry.adapter_class(card.adapter)
     return cls(card, resolved, trust_remote_code=trust_remote_code, **options)

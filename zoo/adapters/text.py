@@ -70,17 +70,30 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
+def check_text(item: Any, index: int, what: str | None = None) -> str:
+    """One text: a str of sane size (empty is fine); errors name ``index`` (and ``what`` it is)."""
+    if not isinstance(item, str):
+        msg = f"{what} must be a str, not" if what else "expected a str, got"
+        raise InvalidInputError(f"{msg} {type(item).__name__}", index=index)
+    if len(item) > MAX_TEXT_CHARS:
+        raise InputTooLargeError(f"text of {len(item):,} characters is over the limit of {MAX_TEXT_CHARS:,}",
+                                 index=index, limit=MAX_TEXT_CHARS)
+    return item
+
+
 def check_texts(inputs: list) -> list[str]:
     """Every item must be a str of sane size; errors name the index. Empty strings are fine."""
-    for i, item in enumerate(inputs):
-        if not isinstance(item, str):
-            raise InvalidInputError(f"expected a str, got {type(item).__name__}", index=i)
-        if len(item) > MAX_TEXT_CHARS:
-            raise InputTooLargeError(
-                f"text of {len(item):,} characters is over the limit of {MAX_TEXT_CHARS:,}", index=i,
-                limit=MAX_TEXT_CHARS,
-            )
-    return inputs
+    return [check_text(item, i) for i, item in enumerate(inputs)]
+
+
+def torch_settings(embedder: BaseEmbedder, device: str, compute_dtype: str) -> tuple[torch.device, torch.dtype]:
+    """The device and compute dtype an adapter runs in; warns once where bf16 has no CPU support."""
+    if compute_dtype not in _DTYPES:
+        raise InvalidInputError(f"compute_dtype must be one of {sorted(_DTYPES)}, not {compute_dtype!r}")
+    dev, dtype = torch.device(device), _DTYPES[compute_dtype]
+    if dtype is torch.bfloat16 and dev.type == "cpu" and not cpu_has_bf16():
+        embedder.warn_once("bf16", "this CPU has no native bf16 (avx512_bf16/amx); bf16 compute will be slow")
+    return dev, dtype
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
@@ -128,13 +141,8 @@ class TextEmbedder(BaseEmbedder):
         super().__init__(card, resolved, **options)
         from transformers import AutoModel, AutoTokenizer
 
-        if compute_dtype not in _DTYPES:
-            raise InvalidInputError(f"compute_dtype must be one of {sorted(_DTYPES)}, not {compute_dtype!r}")
+        self.device, self.compute_dtype = torch_settings(self, device, compute_dtype)
         check_format(resolved.path, card)
-        self.device = torch.device(device)
-        self.compute_dtype = _DTYPES[compute_dtype]
-        if self.compute_dtype is torch.bfloat16 and self.device.type == "cpu" and not cpu_has_bf16():
-            self.warn_once("bf16", "this CPU has no native bf16 (avx512_bf16/amx); bf16 compute will be slow")
         opts = card.options
         self.padding_side = opts.get("padding_side", "right")
         self.append_eos = bool(opts.get("append_eos", False))

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from zoo.adapters.base import BaseEmbedder, EmbedContext
-from zoo.adapters.text import MAX_TEXT_CHARS, cpu_has_bf16, length_batches, pool
+from zoo.adapters.text import check_text, length_batches, pool, torch_settings
 from zoo.errors import CardError, InputTooLargeError, InvalidInputError
 from zoo.images import load_image
 from zoo.modelcard import ModelCard
@@ -47,7 +47,6 @@ DEFAULT_MAX_ROWS = 16
 #: Items prepared (tokenized, images processed) at a time; bounds the memory of long lists.
 CHUNK = 256
 INTERLEAVED_KEYS = ("image", "text")
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -68,19 +67,10 @@ class Prepared:
     has_image: bool
 
 
-def _check_text(text: Any, index: int, what: str = "text") -> str:
-    if not isinstance(text, str):
-        raise InvalidInputError(f"{what} must be a str, not {type(text).__name__}", index=index)
-    if len(text) > MAX_TEXT_CHARS:
-        raise InputTooLargeError(f"text of {len(text):,} characters is over the limit of {MAX_TEXT_CHARS:,}",
-                                 index=index, limit=MAX_TEXT_CHARS)
-    return text
-
-
 def check_item(item: Any, modality: str, index: int) -> VLMItem:
     """Validate one input of ``modality``; errors name ``index``."""
     if modality == "text":
-        return VLMItem(text=_check_text(item, index))
+        return VLMItem(text=check_text(item, index, "text"))
     if modality == "image":
         if isinstance(item, dict):
             raise InvalidInputError("an interleaved dict needs modality='interleaved'", index=index)
@@ -94,7 +84,7 @@ def check_item(item: Any, modality: str, index: int) -> VLMItem:
                                 index=index)
     if item.get("image") is None and item.get("text") is None:
         raise InvalidInputError("an interleaved input needs an 'image', a 'text' or both", index=index)
-    text = _check_text(item["text"], index, "'text'") if item.get("text") is not None else None
+    text = check_text(item["text"], index, "'text'") if item.get("text") is not None else None
     image = load_image(item["image"], index=index) if item.get("image") is not None else None
     return VLMItem(image=image, text=text)
 
@@ -169,13 +159,8 @@ class VLMEmbedder(BaseEmbedder):
         if lora_path is not None and not opts.get("lora_repo"):
             raise InvalidInputError(f"{card.name} has no LoRA adapter; lora_path= does not apply")
         backbone = backbone_class(opts.get("backbone", ""))
-        if compute_dtype not in _DTYPES:
-            raise InvalidInputError(f"compute_dtype must be one of {sorted(_DTYPES)}, not {compute_dtype!r}")
+        self.device, self.compute_dtype = torch_settings(self, device, compute_dtype)
         check_format(resolved.path, card)
-        self.device = torch.device(device)
-        self.compute_dtype = _DTYPES[compute_dtype]
-        if self.compute_dtype is torch.bfloat16 and self.device.type == "cpu" and not cpu_has_bf16():
-            self.warn_once("bf16", "this CPU has no native bf16 (avx512_bf16/amx); bf16 compute will be slow")
         self.style = opts.get("prompt_style", "vlm2vec")
         self.padding_side = opts.get("padding_side", "right")
         self.max_tokens = card.max_tokens or 8192
