@@ -1,0 +1,312 @@
+"""Safe point-cloud input: arrays, ``.npy``, ``.ply`` and meshes, checked and sampled to a model's point count.
+
+Every point model in the zoo takes a fixed number of points per cloud; this module turns one
+user item into exactly that many rows of ``x, y, z, r, g, b`` (float32, rgb in [0, 1]) or
+raises an error that names the item:
+
+- arrays or tensors of shape (N, 3) or (N, 6); colours in [0, 1], or 0..255 (divided by 255);
+- ``.npy`` files, read with ``allow_pickle=False`` after the header has been checked (shape,
+  dtype, size) so a file that declares a billion points is refused before anything is read;
+- ``.ply`` point clouds (plyfile), header checked the same way; a PLY with faces is a mesh;
+- meshes (``.obj``, ``.stl``, ``.glb``/``.gltf``, ``.off``, ``.ply`` with faces, via trimesh),
+  sampled evenly over their surface (``trimesh.sample.sample_surface_even``, topped up with
+  plain area-weighted samples where the even sampler returns fewer).
+
+Clouds with more points than the model wants are cut to a seeded random subset (in the
+original order); clouds with fewer keep every point plus seeded random repeats. The seed
+never depends on the item's position, so a cloud gives the same points anywhere in a batch.
+Coordinates come back as given: models centre and scale them (``normalize_unit_sphere``)
+and swap axes as their training data needed.
+
+Refused: empty or one-point clouds, clouds whose points are all the same, NaN or infinite
+values, wrong shapes and dtypes, pickled ``.npy`` files, files over ``MAX_FILE_BYTES``
+(meshes over ``MAX_MESH_BYTES``), and headers declaring more than ``MAX_POINTS`` points.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import InputTooLargeError, InvalidInputError, require
+
+#: Largest point or mesh file read, in bytes.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+#: Meshes are parsed into Python objects by trimesh: a tighter cap keeps parsing time bounded.
+MAX_MESH_BYTES = 64 * 1024 * 1024
+#: Most points a file may declare (a ``.npy`` or ``.ply`` header), before any is read.
+MAX_POINTS = 50_000_000
+#: Most faces a mesh may have.
+MAX_FACES = 5_000_000
+
+MESH_SUFFIXES = (".obj", ".stl", ".glb", ".gltf", ".off", ".ply")
+CLOUD_SUFFIXES = (".npy", ".ply")
+_PLY_HEADER_LIMIT = 64 * 1024
+_NPY_HEADER_LIMIT = 10_000
+_PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
+              "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8}
+
+
+# ---------------------------------------------------------------------------- arrays
+def _as_cloud(a: Any, index: int) -> np.ndarray:
+    """Validate an (N, 3) / (N, 6) array and return it as float64 xyz[rgb]."""
+    if type(a).__module__ == "torch" and hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    a = np.asarray(a)
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        raise InvalidInputError(f"point coordinates must be numbers, not {a.dtype}", index=index)
+    if a.ndim != 2 or a.shape[1] not in (3, 6):
+        raise InvalidInputError(f"a point cloud must have shape (N, 3) or (N, 6), got {a.shape}", index=index)
+    if a.shape[0] < 2:
+        raise InvalidInputError(f"a point cloud needs at least 2 points, got {a.shape[0]}", index=index)
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        raise InvalidInputError("point cloud has NaN or infinite values", index=index)
+    xyz = a[:, :3]
+    if not (xyz != xyz[0]).any():
+        raise InvalidInputError("every point of the cloud is the same point: it has no shape", index=index)
+    if a.shape[1] == 6:
+        rgb = a[:, 3:]
+        if rgb.min() < 0 or rgb.max() > 255:
+            raise InvalidInputError("colours must be in [0, 1] or 0..255", index=index)
+        if rgb.max() > 1:
+            a[:, 3:] = rgb / 255.0
+    return a
+
+
+def _resample(cloud: np.ndarray, n_points: int, seed: int) -> np.ndarray:
+    """Exactly ``n_points`` rows: a seeded subset (original order kept) or every row plus seeded repeats."""
+    n = len(cloud)
+    if n == n_points:
+        return cloud
+    rng = np.random.default_rng(seed)
+    if n > n_points:
+        idx = np.sort(rng.choice(n, n_points, replace=False))
+    else:
+        idx = np.concatenate([np.arange(n), rng.choice(n, n_points - n, replace=True)])
+    return cloud[idx]
+
+
+def _with_colour(cloud: np.ndarray, default_rgb: float) -> np.ndarray:
+    if cloud.shape[1] == 6:
+        return cloud
+    return np.concatenate([cloud, np.full((len(cloud), 3), default_rgb)], axis=1)
+
+
+# ---------------------------------------------------------------------------- files
+def _read_bytes(item: Any, index: int) -> tuple[bytes, str]:
+    """The item's bytes and its lower-case suffix ('' for raw bytes), with the size cap applied."""
+    if isinstance(item, (str, os.PathLike)):
+        path = Path(item)
+        if not path.is_file():
+            raise InvalidInputError(f"no such point-cloud or mesh file: {str(path)!r}", index=index)
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InputTooLargeError(f"file is {size:,} bytes, over the limit of {MAX_FILE_BYTES:,}",
+                                     index=index, limit=MAX_FILE_BYTES)
+        data, suffix = path.read_bytes(), path.suffix.lower()
+        if suffix not in CLOUD_SUFFIXES + MESH_SUFFIXES:
+            raise InvalidInputError(f"unsupported point-cloud file type {suffix!r} "
+                                    f"(use one of {', '.join(CLOUD_SUFFIXES + MESH_SUFFIXES[:-1])})", index=index)
+    else:
+        data, suffix = bytes(item), ""
+        if len(data) > MAX_FILE_BYTES:
+            raise InputTooLargeError(f"data is {len(data):,} bytes, over the limit of {MAX_FILE_BYTES:,}",
+                                     index=index, limit=MAX_FILE_BYTES)
+    if not data:
+        raise InvalidInputError("point-cloud data is empty", index=index)
+    return data, suffix
+
+
+def _sniff(data: bytes) -> str:
+    """Guess a file type from its first bytes (raw bytes have no name to go by)."""
+    head = data[:256]
+    if head.startswith(b"\x93NUMPY"):
+        return ".npy"
+    if head.startswith(b"ply"):
+        return ".ply"
+    if head.startswith(b"glTF"):
+        return ".glb"
+    if head.lstrip().startswith(b"OFF"):
+        return ".off"
+    if len(data) >= 84 and 84 + 50 * int.from_bytes(data[80:84], "little") == len(data):
+        return ".stl"  # binary STL: 80-byte header, face count, 50 bytes per face
+    if head.lstrip().startswith(b"solid"):
+        return ".stl"
+    if re.search(rb"(?m)^\s*v\s", data[:65536]):
+        return ".obj"
+    return ""
+
+
+def _npy(data: bytes, index: int) -> np.ndarray:
+    """A ``.npy`` array, its header checked before the data is read; pickles are refused."""
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream, max_header_size=_NPY_HEADER_LIMIT)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream, max_header_size=_NPY_HEADER_LIMIT)
+    except ValueError as exc:
+        raise InvalidInputError(f"not a valid .npy file: {exc}", index=index) from exc
+    if dtype.hasobject:
+        raise InvalidInputError(".npy holds Python objects (a pickle); only numeric arrays are read", index=index)
+    if len(shape) != 2 or shape[1] not in (3, 6):
+        raise InvalidInputError(f".npy array must have shape (N, 3) or (N, 6), got {shape}", index=index)
+    if shape[0] > MAX_POINTS:
+        raise InputTooLargeError(f".npy declares {shape[0]:,} points, over the limit of {MAX_POINTS:,}",
+                                 index=index, limit=MAX_POINTS)
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:  # truncated data, bad header values
+        raise InvalidInputError(f"not a valid .npy file: {exc}", index=index) from exc
+
+
+def _ply_header(data: bytes, index: int) -> tuple[str, dict[str, int], int]:
+    """(format, element counts, bytes per vertex) from a PLY header, with counts capped."""
+    end = data.find(b"end_header", 0, _PLY_HEADER_LIMIT)
+    if end < 0:
+        raise InvalidInputError(f"PLY header has no end_header in its first {_PLY_HEADER_LIMIT:,} bytes",
+                                index=index)
+    lines = data[:end].decode("ascii", "replace").splitlines()
+    fmt, counts, element, vertex_bytes = "", {}, "", 0
+    for line in lines:
+        words = line.split()
+        if words[:1] == ["format"] and len(words) > 1:
+            fmt = words[1]
+        elif words[:1] == ["element"] and len(words) == 3:
+            element = words[1]
+            if not words[2].isdigit():
+                raise InvalidInputError(f"PLY element count {words[2]!r} is not a number", index=index)
+            counts[element] = int(words[2])
+        elif words[:1] == ["property"] and element == "vertex" and len(words) == 3:
+            vertex_bytes += _PLY_SIZES.get(words[1], 0)
+    n = counts.get("vertex", 0)
+    if n > MAX_POINTS:
+        raise InputTooLargeError(f"PLY declares {n:,} points, over the limit of {MAX_POINTS:,}",
+                                 index=index, limit=MAX_POINTS)
+    if fmt.startswith("binary") and n * vertex_bytes > len(data) - end:
+        raise InvalidInputError(f"PLY declares {n:,} points but the file is too short to hold them", index=index)
+    return fmt, counts, vertex_bytes
+
+
+def _ply_cloud(data: bytes, index: int) -> np.ndarray:
+    """Vertices (and colours) of a PLY point cloud."""
+    PlyData = require("plyfile", extra="points", purpose="reading .ply files").PlyData
+    try:
+        ply = PlyData.read(io.BytesIO(data))
+        vertex = ply["vertex"]
+        names = vertex.data.dtype.names or ()
+        xyz = np.stack([np.asarray(vertex[c], dtype=np.float64) for c in "xyz"], axis=1)
+    except (KeyError, ValueError, IndexError, TypeError, EOFError) as exc:
+        raise InvalidInputError(f"not a readable PLY point cloud ({type(exc).__name__}: {exc})", index=index) from exc
+    if {"red", "green", "blue"} <= set(names):
+        rgb = np.stack([np.asarray(vertex[c], dtype=np.float64) for c in ("red", "green", "blue")], axis=1)
+        if np.issubdtype(vertex.data.dtype["red"], np.integer):
+            rgb = rgb / 255.0
+        return np.concatenate([xyz, rgb], axis=1)
+    return xyz
+
+
+def _mesh_cloud(data: bytes, suffix: str, n_points: int, seed: int, index: int) -> np.ndarray:
+    """Points sampled evenly over a mesh's surface."""
+    if len(data) > MAX_MESH_BYTES:
+        raise InputTooLargeError(f"mesh file is {len(data):,} bytes, over the limit of {MAX_MESH_BYTES:,}",
+                                 index=index, limit=MAX_MESH_BYTES)
+    trimesh = require("trimesh", extra="points", purpose="reading meshes")
+    try:
+        mesh = trimesh.load(io.BytesIO(data), file_type=suffix.lstrip("."), force="mesh", process=False)
+    except Exception as exc:  # trimesh raises many types for malformed files; report them all as bad input
+        raise InvalidInputError(f"not a readable {suffix} mesh ({type(exc).__name__}: {exc})", index=index) from exc
+    faces = getattr(mesh, "faces", None)
+    if faces is None or len(faces) == 0:
+        raise InvalidInputError(f"{suffix} mesh has no faces", index=index)
+    if len(faces) > MAX_FACES:
+        raise InputTooLargeError(f"mesh has {len(faces):,} faces, over the limit of {MAX_FACES:,}",
+                                 index=index, limit=MAX_FACES)
+    if not np.isfinite(mesh.vertices).all():
+        raise InvalidInputError("mesh has NaN or infinite vertices", index=index)
+    if not mesh.area > 0:
+        raise InvalidInputError("mesh has no surface area", index=index)
+    return sample_mesh(mesh, n_points, seed=seed)
+
+
+def sample_mesh(mesh: Any, n_points: int, *, seed: int = 0) -> np.ndarray:
+    """``n_points`` points spread evenly over a trimesh mesh's surface, (n_points, 3) float64.
+
+    ``sample_surface_even`` rejects points closer than a radius, so it may return fewer than
+    asked for; the rest are plain area-weighted samples with the same seed.
+    """
+    import trimesh
+
+    points, _ = trimesh.sample.sample_surface_even(mesh, n_points, seed=seed)
+    if len(points) < n_points:
+        extra, _ = trimesh.sample.sample_surface(mesh, n_points - len(points), seed=seed + 1)
+        points = np.concatenate([points, extra]) if len(points) else extra
+    return np.asarray(points, dtype=np.float64)
+
+
+def _file_cloud(item: Any, n_points: int, seed: int, index: int) -> np.ndarray:
+    data, suffix = _read_bytes(item, index)
+    kind = _sniff(data)
+    if suffix in (".npy", ".ply", ".glb") and kind != suffix:
+        raise InvalidInputError(f"file content is not {suffix} (named {suffix}, looks like {kind or 'nothing known'})",
+                                index=index)
+    suffix = suffix or kind
+    if not suffix:
+        raise InvalidInputError("unrecognised point-cloud data (expected .npy, .ply, .obj, .stl, .glb or .off)",
+                                index=index)
+    if suffix == ".npy":
+        return _npy(data, index)
+    if suffix == ".ply":
+        _, counts, _ = _ply_header(data, index)
+        if counts.get("face", 0) == 0:
+            return _ply_cloud(data, index)
+    return _mesh_cloud(data, suffix, n_points, seed, index)
+
+
+# ---------------------------------------------------------------------------- public API
+def load_point_cloud(item: Any, *, n_points: int, index: int = 0, default_rgb: float = 0.4,
+                     seed: int = 0) -> np.ndarray:
+    """One item as ``(n_points, 6)`` float32: xyz as given (not centred or scaled), rgb in [0, 1].
+
+    Args:
+        item: an (N, 3) or (N, 6) array or tensor, or a path / bytes of a ``.npy``, ``.ply``,
+            ``.obj``, ``.stl``, ``.glb`` or ``.off`` file.
+        n_points: the number of points the model takes.
+        index: the item's position in the caller's list, named in errors.
+        default_rgb: the grey level given to every point of a cloud without colours.
+        seed: seeds subsampling, repeats and mesh sampling (the same for every item).
+    """
+    if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 1:
+        raise InvalidInputError(f"n_points must be a positive integer, not {n_points!r}")
+    if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
+        raw = _file_cloud(item, n_points, seed, index)
+    elif hasattr(item, "shape") or isinstance(item, (list, tuple)):
+        raw = item
+    else:
+        raise InvalidInputError(f"expected a point cloud (an (N, 3) or (N, 6) array, or a .npy/.ply/mesh file), "
+                                f"got {type(item).__name__}", index=index)
+    cloud = _as_cloud(raw, index)
+    return _with_colour(_resample(cloud, n_points, seed), default_rgb).astype(np.float32)
+
+
+def load_point_clouds(items: list, *, n_points: int, default_rgb: float = 0.4, seed: int = 0) -> list[np.ndarray]:
+    """Load every item up front, so a bad one fails before any model work is done."""
+    return [load_point_cloud(it, n_points=n_points, index=i, default_rgb=default_rgb, seed=seed)
+            for i, it in enumerate(items)]
+
+
+def normalize_unit_sphere(xyz: np.ndarray) -> np.ndarray:
+    """(N, 3) -> float32, centred at the centroid and scaled so the farthest point has norm 1."""
+    xyz = np.asarray(xyz, dtype=np.float64)
+    centred = xyz - xyz.mean(axis=0)
+    radius = np.sqrt((centred**2).sum(axis=1)).max()
+    if not radius > 0:
+        raise InvalidInputError("every point of the cloud is the same point: it has no shape")
+    return (centred / radius).astype(np.float32)
