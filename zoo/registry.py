@@ -39,6 +39,7 @@ BUILTIN_ADAPTERS: dict[str, str] = {
     "whisper": "zoo.adapters.whisper:WhisperEmbedder",
     "openshape": "zoo.adapters.openshape:OpenShapeEmbedder",
     "pointnet": "zoo.adapters.pointnet:PointNetEmbedder",
+    "bind": "zoo.adapters.bind:BindEmbedder",
 }
 
 _lock = threading.RLock()
