@@ -191,3 +191,72 @@ def test_conse_is_the_probability_weighted_mean_of_the_top_labels():
     assert label_texts(["tabby_cat"], "a photo of a {label}") == ["a photo of a tabby cat"]
     with pytest.raises(CardError):
         label_texts(["x"], "no placeholder")
+
+
+# ---------------------------------------------------------------- fitting
+def _two_expert_problem(n: int = 400, seed: int = 0):
+    """A target space and two experts that see it through different linear maps, one of them noisy."""
+    rng = np.random.default_rng(seed)
+    target = rng.normal(size=(n, OUT)).astype(np.float32)
+    clean = target @ rng.normal(size=(OUT, D_IN)).astype(np.float32)
+    noise = rng.normal(size=(n, D_IN)).astype(np.float32) * 3
+    noisy = target @ rng.normal(size=(OUT, D_IN)).astype(np.float32) + noise
+    return target, {"clean": clean, "noisy": noisy}
+
+
+def _spec_two_experts(routed: bool) -> BindSpec:
+    route = {"experts": ["clean", "noisy"], "scale": 10.0} | ({"router_inputs": ["clean", "noisy"]} if routed else {})
+    return BindSpec.from_options({
+        "out_dim": OUT, "heads": 2, "hidden": 64, "router_hidden": 8, "router_width": 32,
+        "experts": [{"id": "clean", "dim": D_IN, "model": "a"}, {"id": "noisy", "dim": D_IN, "model": "b"}],
+        "routes": {"audio": route}})
+
+
+def _recall_at_1(pred: np.ndarray, target: np.ndarray) -> float:
+    sims = F.normalize(torch.from_numpy(pred), dim=-1) @ F.normalize(torch.from_numpy(target), dim=-1).T
+    return float((sims.argmax(dim=1) == torch.arange(len(pred))).float().mean())
+
+
+def test_fitted_projectors_retrieve_held_out_items_and_the_router_prefers_the_clean_expert(tmp_path):
+    from zoo.adapters.bind_fit import fit_projectors, fit_router, save_bind_weights
+
+    target, experts = _two_expert_problem()
+    train, test = slice(0, 300), slice(300, 400)
+    torch.manual_seed(0)
+    net = BindNetwork(_spec_two_experts(routed=True))
+    for eid, x in experts.items():
+        losses = fit_projectors(net, eid, x[train], target[train], epochs=40, seed=1)
+        assert losses[-1] < losses[0]
+    with torch.no_grad():
+        clean = net.project("clean", torch.from_numpy(experts["clean"][test])).numpy()
+        noisy = net.project("noisy", torch.from_numpy(experts["noisy"][test])).numpy()
+    assert _recall_at_1(clean, target[test]) > 0.75  # chance: 0.01
+    assert _recall_at_1(clean, target[test]) > _recall_at_1(noisy, target[test])
+
+    fit_router(net, "audio", {e: x[train] for e, x in experts.items()}, target[train], epochs=60)
+    vecs = {e: torch.from_numpy(x[test]) for e, x in experts.items()}
+    with torch.no_grad():
+        out, w = net("audio", vecs)
+    assert float(w[:, 0].mean()) > 0.6  # the router trusts the clean expert
+    assert _recall_at_1(out.numpy(), target[test]) >= _recall_at_1(clean, target[test]) - 0.05
+
+    path = save_bind_weights(net, tmp_path / "fit.safetensors")
+    again = BindNetwork(net.spec)
+    load_bind_weights(again, path)
+    with torch.no_grad():
+        assert torch.equal(again("audio", vecs)[0], out)
+
+
+def test_fit_refuses_bad_pairs():
+    from zoo.adapters.bind_fit import fit_projectors, fit_router
+    from zoo.errors import InvalidInputError
+
+    net = BindNetwork(_spec_two_experts(routed=False))
+    with pytest.raises(InvalidInputError, match="same N"):
+        fit_projectors(net, "clean", np.zeros((10, D_IN)), np.zeros((9, OUT)))
+    bad = np.ones((10, D_IN))
+    bad[3, 3] = np.nan
+    with pytest.raises(InvalidInputError, match="NaN"):
+        fit_projectors(net, "clean", bad, np.ones((10, OUT)))
+    with pytest.raises(InvalidInputError, match="no router"):
+        fit_router(net, "audio", {}, np.zeros((10, OUT)))

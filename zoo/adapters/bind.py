@@ -306,9 +306,10 @@ def load_bind_weights(network: BindNetwork, path: Path, *, allow_torch_pickle: b
 
     ``.safetensors`` files are read directly; OmniBind's released ``.pt`` files only with
     ``allow_torch_pickle`` (the card's ``weights_format = "torch-weights-only"``), through
-    ``torch.load(weights_only=True)``. Keys for parts the spec does not declare (OmniBind's
-    checkpoints hold every expert's heads) are ignored only when they sit outside every group
-    and router the spec uses; a declared part with a missing or misshapen key is an error.
+    ``torch.load(weights_only=True)``. Keys the spec does not declare are ignored (OmniBind
+    itself loads with ``strict=False``, and a composite may use a subset of a checkpoint's
+    experts); every key the spec declares must be there with its shape, or IntegrityError.
+    The network is left in eval mode.
     """
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -333,6 +334,7 @@ def load_bind_weights(network: BindNetwork, path: Path, *, allow_torch_pickle: b
         k = bad[0]
         raise IntegrityError(f"{path.name}: {k} has shape {tuple(state[k].shape)}, expected {tuple(own[k].shape)}")
     network.load_state_dict({k: state[k] for k in own}, strict=True)
+    network.eval()  # loaded weights are for inference: batch norm uses its running statistics
 
 
 # ---------------------------------------------------------------------------------------------- ConSE
