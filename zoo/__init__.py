@@ -5,6 +5,7 @@
 >>> m = zoo.load("all-minilm-l6-v2")                # an Embedder
 >>> e = m.embed(["a dog", "a puppy"])               # Embeddings: vectors + space id
 >>> zoo.similarity(e, e)
+>>> zoo.stitch("paraphrase-minilm-l3-v2", "all-minilm-l6-v2", anchors=texts)   # join two spaces
 
 Importing ``zoo`` stays light: it pulls in neither torch nor numpy. Models, numpy and
 torch are imported when first used.
@@ -55,6 +56,7 @@ __all__ = [
     "register",
     "register_adapter",
     "similarity",
+    "stitch",
 ]
 
 
@@ -70,6 +72,13 @@ def similarity(a, b, **kwargs: Any):
     from zoo.embeddings import similarity as _similarity
 
     return _similarity(a, b, **kwargs)
+
+
+def stitch(model_a, model_b, anchors, **kwargs: Any):
+    """Fit a stitch from one model's space to another's on shared anchors; see :func:`zoo.stitching.stitch`."""
+    from zoo.stitching import stitch as _stitch
+
+    return _stitch(model_a, model_b, anchors, **kwargs)
 
 
 def __getattr__(name: str):

@@ -112,24 +112,60 @@ def _as_float(e: Embeddings | np.ndarray, side: str) -> np.ndarray:
     return arr[None, :] if arr.ndim == 1 else arr
 
 
-def similarity(a: Embeddings | np.ndarray, b: Embeddings | np.ndarray, *, metric: str | None = None) -> np.ndarray:
-    """Pairwise similarity matrix (len(a), len(b)).
+class SimilarityMatrix(np.ndarray):
+    """A plain similarity matrix that also says which stitch, if any, joined the two spaces.
 
-    Refuses vectors from two different spaces: their numbers are not comparable. The metric
-    is cosine unless the model's card says dot product (or ``metric`` is given).
+    ``stitch`` is None when both sides came from one space, else the registered stitch's name.
     """
-    if isinstance(a, Embeddings) and isinstance(b, Embeddings) and a.space != b.space:
+
+    stitch: str | None = None
+
+    def __array_finalize__(self, obj) -> None:
+        self.stitch = getattr(obj, "stitch", None)
+
+
+def _joined(a, b, stitch: bool | str):
+    """a and b in one space: as they are, or joined by a registered stitch (name or found by space)."""
+    if not (isinstance(a, Embeddings) and isinstance(b, Embeddings)) or a.space == b.space:
+        return a, b, None
+    if stitch is False:
         raise SpaceMismatchError(
             f"cannot compare vectors from space {a.space!r} (model {a.model}) with space {b.space!r} "
-            f"(model {b.model}): embed both with one model, or join the spaces with a stitch"
+            f"(model {b.model}) with stitch=False: embed both with one model, or join the spaces with a stitch"
         )
+    from zoo import stitching
+
+    if isinstance(stitch, str):
+        st = stitching.load_stitch(stitch)
+        if (st.source.space, st.target.space) == (a.space, b.space):
+            return st.apply(a), b, stitch
+        if (st.source.space, st.target.space) == (b.space, a.space):
+            return a, st.apply(b), stitch
+        raise SpaceMismatchError(f"stitch {stitch!r} maps {st.source.space!r} -> {st.target.space!r}; "
+                                 f"it does not join {a.space!r} and {b.space!r}")
+    return stitching.join(a, b)
+
+
+def similarity(a: Embeddings | np.ndarray, b: Embeddings | np.ndarray, *, metric: str | None = None,
+               stitch: bool | str = True) -> SimilarityMatrix:
+    """Pairwise similarity matrix (len(a), len(b)).
+
+    Vectors from two different spaces are not comparable: unless a registered stitch joins
+    the spaces (``zoo.stitch``, ``zoo.stitching.register_stitch``), they are refused. With
+    ``stitch=True`` (default) such a stitch is found by the spaces; ``stitch="name"`` picks
+    one; ``stitch=False`` refuses. The result's ``.stitch`` names the stitch used (or None).
+    The metric is cosine unless the model's card says dot product (or ``metric`` is given).
+    """
+    metric_of_a = getattr(a, "info", {}).get("similarity", "cosine") if isinstance(a, Embeddings) else "cosine"
+    a, b, used = _joined(a, b, stitch)
     x, y = _as_float(a, "a"), _as_float(b, "b")
     if x.shape[1] != y.shape[1]:
         raise InvalidInputError(f"dimension mismatch: {x.shape[1]} vs {y.shape[1]}")
-    if metric is None:
-        metric = getattr(a, "info", {}).get("similarity", "cosine") if isinstance(a, Embeddings) else "cosine"
+    metric = metric or ("cosine" if used else metric_of_a)  # stitched vectors are compared by angle
     if metric == "cosine":
         x, y = l2_normalize(x), l2_normalize(y)
     elif metric != "dot":
         raise InvalidInputError(f"metric must be 'cosine' or 'dot', not {metric!r}")
-    return x @ y.T
+    out = (x @ y.T).view(SimilarityMatrix)
+    out.stitch = used
+    return out

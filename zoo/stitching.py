@@ -1,0 +1,172 @@
+"""Stitches as first-class zoo objects: fit between two models, register, find, and use in similarity.
+
+:func:`stitch` embeds an anchor set with two zoo models and fits a :class:`zoo.align.Stitch`
+from the first model's space to the second's; held-out items, when given, measure it. A
+registered stitch (in memory with :func:`register_stitch`, or saved under
+``$ZOO_HOME/stitches/<name>/``) is found by :func:`find_stitch`, and ``zoo.similarity`` uses it
+to compare vectors of the two spaces it joins, saying which stitch it used.
+
+Everything here is numpy-only except the model calls :func:`stitch` makes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import InvalidInputError, RegistryError, SpaceMismatchError
+from zoo.sources import zoo_home
+
+_lock = threading.RLock()
+_stitches: dict[str, Any] = {}  # name -> Stitch
+_scanned: set[Path] = set()
+
+
+def stitch_dir() -> Path:
+    """Where saved stitches are looked for: ``$ZOO_HOME/stitches``."""
+    return zoo_home() / "stitches"
+
+
+def default_name(source_space: str, target_space: str) -> str:
+    return f"{source_space}__{target_space}"
+
+
+def register_stitch(st, name: str | None = None, *, overwrite: bool = False) -> str:
+    """Make a stitch findable by name and by its two spaces; returns its name."""
+    name = name or default_name(st.source.space, st.target.space)
+    with _lock:
+        if name in _stitches and not overwrite:
+            raise RegistryError(f"a stitch named {name!r} is already registered; pass overwrite=True to replace it")
+        _stitches[name] = st
+    return name
+
+
+def unregister_stitch(name: str) -> None:
+    with _lock:
+        _stitches.pop(name, None)
+
+
+def _scan_saved() -> None:
+    """Register every valid stitch saved under ``stitch_dir()`` (once per folder)."""
+    from zoo.align import Stitch
+
+    root = stitch_dir()
+    with _lock:
+        if root in _scanned or not root.is_dir():
+            return
+        _scanned.add(root)
+        for card in sorted(root.glob("*/stitch.toml")):
+            name = card.parent.name
+            if name not in _stitches:
+                _stitches[name] = Stitch.load(card)
+
+
+def registered_stitches() -> dict[str, Any]:
+    """Name -> Stitch for every registered or saved stitch."""
+    _scan_saved()
+    with _lock:
+        return dict(_stitches)
+
+
+def load_stitch(name: str):
+    """A registered or saved stitch by name."""
+    found = registered_stitches().get(name)
+    if found is None:
+        known = ", ".join(sorted(registered_stitches())) or "none"
+        raise RegistryError(f"no stitch named {name!r} (registered: {known}; saved ones live in {stitch_dir()})")
+    return found
+
+
+def find_stitch(source_space: str, target_space: str) -> tuple[str, Any] | None:
+    """(name, stitch) of a registered stitch mapping ``source_space`` into ``target_space``, or None.
+
+    When several do, the one with the best held-out recall@1 wins (then the name, for a stable choice).
+    """
+    hits = [(n, s) for n, s in registered_stitches().items()
+            if s.source.space == source_space and s.target.space == target_space]
+    if not hits:
+        return None
+    return min(hits, key=lambda h: (-float((h[1].quality or {}).get("recall_at_1", 0.0)), h[0]))
+
+
+def join(a, b) -> tuple[Any, Any, str]:
+    """Bring Embeddings ``a`` and ``b`` of two spaces into one with a registered stitch.
+
+    Returns (a', b', stitch name). The stitch maps a into b's space if one exists, else b into
+    a's. Raises SpaceMismatchError when no registered stitch joins the spaces.
+    """
+    forward = find_stitch(a.space, b.space)
+    if forward is not None:
+        return forward[1].apply(a), b, forward[0]
+    backward = find_stitch(b.space, a.space)
+    if backward is not None:
+        return a, backward[1].apply(b), backward[0]
+    raise SpaceMismatchError(
+        f"cannot compare vectors from space {a.space!r} (model {a.model}) with space {b.space!r} "
+        f"(model {b.model}): embed both with one model, or join the spaces with a stitch "
+        f"(zoo.stitch({a.model!r}, {b.model!r}, anchors=...))"
+    )
+
+
+def _anchor_items(anchors) -> tuple[list, Any]:
+    """(items to embed, AnchorSet or None) from what the caller passed as anchors."""
+    from zoo.align import AnchorSet
+
+    if isinstance(anchors, (str, Path)) and Path(anchors).suffix == ".json":
+        anchors = AnchorSet.load(anchors)
+    if isinstance(anchors, AnchorSet):
+        return list(anchors.labels if anchors.kind == "file" else anchors.items), anchors
+    if isinstance(anchors, (str, bytes)) or not isinstance(anchors, Sequence):
+        raise InvalidInputError("anchors must be an AnchorSet, an anchor .json file or a list of items")
+    items = list(anchors)
+    if items and all(isinstance(x, (str, Path)) and Path(x).is_file() for x in items):
+        return items, AnchorSet.from_files(items)  # files: hashed by content
+    if items and all(isinstance(x, str) for x in items):
+        return items, AnchorSet(tuple(items))
+    return items, None  # arrays, images in memory: no content hash on the card
+
+
+def _model(m):
+    if isinstance(m, str):
+        from zoo.loader import load
+
+        return load(m)
+    return m
+
+
+def stitch(model_a, model_b, anchors, *, test: Sequence | None = None, method: str = "procrustes",
+           modality: str | None = None, name: str | None = None, register: bool = True, save: bool = False,
+           batch_size: int | None = None, **fit_options: Any):
+    """Fit a stitch from ``model_a``'s space to ``model_b``'s on anchors both models embed.
+
+    Args:
+        model_a, model_b: zoo model names or loaded embedders.
+        anchors: an AnchorSet, its saved ``.json``, or a list of items (texts, image paths, ...).
+        test: held-out items (never among the anchors) to measure the stitch on; the result's
+            ``quality`` then holds recall@1/@10, MRR, top-10 Jaccard, linear CKA and mutual-kNN.
+        method: "procrustes" (default), "lstsq", "ridge" or "affine" (see zoo.align.fit_stitch).
+        modality: the items' modality, for models that embed several.
+        name: the registered / saved name (default ``<space a>__<space b>``).
+        register: make ``zoo.similarity`` use it for these two spaces.
+        save: also write it under ``$ZOO_HOME/stitches/<name>/``.
+        **fit_options: passed to zoo.align.fit_stitch (alpha, normalize, dim_policy, ...).
+    """
+    from zoo.align import evaluate_stitch, fit_stitch
+
+    a, b = _model(model_a), _model(model_b)
+    items, anchor_set = _anchor_items(anchors)
+    if test is not None and set(map(repr, test)) & set(map(repr, items)):
+        raise InvalidInputError("test items must be held out: some are also anchors")
+    kw = {"modality": modality, "batch_size": batch_size}
+    ea, eb = a.embed(items, **kw), b.embed(items, **kw)
+    fitted = fit_stitch(ea, eb, method=method, anchors=anchor_set, **fit_options)
+    if test is not None:
+        fitted = fitted.with_quality(evaluate_stitch(fitted, a.embed(list(test), **kw), b.embed(list(test), **kw)))
+    name = name or default_name(fitted.source.space, fitted.target.space)
+    if register:
+        register_stitch(fitted, name, overwrite=True)
+    if save:
+        fitted.save(stitch_dir() / name)
+    return fitted
