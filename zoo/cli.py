@@ -1,4 +1,4 @@
-"""The ``zoo`` command line: list, card, embed, fetch.
+"""The ``zoo`` command line: list, card, embed, fetch, compat.
 
 Errors print one line on stderr and exit non-zero: 2 for a bad command line, 1 for a zoo
 error (unknown model, missing weights, bad input), 130 on Ctrl-C.
@@ -66,6 +66,38 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_items(path: str) -> list[str]:
+    """Anchor items from a file: an AnchorSet ``.json`` or one text per non-empty line."""
+    if path.endswith(".json"):
+        from zoo.align import AnchorSet
+
+        anchors = AnchorSet.load(path)
+        return list(anchors.labels if anchors.kind == "file" else anchors.items)
+    return [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _cmd_compat(args: argparse.Namespace) -> int:
+    from zoo.compat import METRICS, compatibility
+
+    if len(args.models) < 2:
+        print("zoo: error: compat needs at least two models", file=sys.stderr)
+        return 2
+    items = _read_items(args.anchors)
+    test = _read_items(args.test) if args.test else None
+    result = compatibility(args.models, items, test_items=test, test_fraction=args.test_fraction,
+                           seed=args.seed, modality=args.modality)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = result.to_csv(out / "compat.csv"), result.plot(out / "compat.png")
+    print(f"{result.n_anchors} anchors, {result.n_test} held-out items")
+    print(f"{'model_a':28} {'model_b':28} " + " ".join(f"{m:>21}" for m in METRICS))
+    for row in result.rows():
+        if row["model_a"] != row["model_b"]:
+            print(f"{row['model_a']:28} {row['model_b']:28} " + " ".join(f"{row[m]:21.3f}" for m in METRICS))
+    print(f"wrote {csv_path} and {png_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zoo", description="embedding-zoo: one registry, one embed call.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -93,6 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fetch", help="download a model's pinned files into the Hugging Face cache")
     s.add_argument("name")
     s.set_defaults(func=_cmd_fetch)
+
+    s = sub.add_parser("compat", help="compatibility matrix (CKA, mutual-kNN, stitched recall@1) of models")
+    s.add_argument("models", nargs="+", help="two or more model names")
+    s.add_argument("--anchors", required=True, help="items: one text per line, or an anchor set .json")
+    s.add_argument("--test", help="held-out items (default: a seeded split of the anchors file)")
+    s.add_argument("--test-fraction", type=float, default=0.5, help="held-out share when --test is not given")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--modality", help="the items' modality, for models that embed several")
+    s.add_argument("--out", default="compat", help="folder for compat.csv and compat.png (default: ./compat)")
+    s.set_defaults(func=_cmd_compat)
     return p
 
 
