@@ -234,6 +234,12 @@ def card_from_dict(name: str, raw: dict[str, Any], *, path: str = "") -> ModelCa
         raise _fail(where, "options.padding_side must be 'right' or 'left'")
     if raw.get("options", {}).get("padding_side") == "left" and raw.get("pooling") != "last":
         raise _fail(where, "left padding shifts absolute positions; only last-token (decoder) cards may use it")
+    tok = raw.get("options", {}).get("tokenizer")
+    if tok is not None:
+        pins = tok.get("sha256") if isinstance(tok, dict) else None
+        if not (isinstance(pins, dict) and pins and tok.get("package")
+                and all(isinstance(v, str) and HEX64.match(v) for v in pins.values())):
+            raise _fail(where, "options.tokenizer needs a package and the sha256 of every file read from it")
     if not raw.get("offline_ready") and not raw.get("offline_note"):
         raise _fail(where, "a card that is not offline-ready must say why in offline_note")
     values = dict(raw)

@@ -82,16 +82,21 @@ def verify(folder: Path, sha256: dict[str, str], *, what: str) -> None:
             )
 
 
+def package_folder(package: str, subdir: str = "") -> Path | None:
+    """The folder ``subdir`` inside the installed distribution ``package``, or None when absent."""
+    try:
+        dist = metadata.distribution(package)
+    except metadata.PackageNotFoundError:
+        return None
+    folder = Path(str(dist.locate_file(subdir or "")))
+    return folder if folder.is_dir() else None
+
+
 def _package_dir(src: Source) -> Path | None:
     if src.kind == "bundled":
         folder = Path(__file__).resolve().parent / src.subdir
         return folder if folder.is_dir() else None
-    try:
-        dist = metadata.distribution(src.package)
-    except metadata.PackageNotFoundError:
-        return None
-    folder = Path(str(dist.locate_file(src.subdir or "")))
-    return folder if folder.is_dir() else None
+    return package_folder(src.package, src.subdir)
 
 
 def _has_files(folder: Path, src: Source | None) -> bool:
