@@ -53,3 +53,46 @@ def mixed_length_texts(n: int, count_tokens, *, lo: int, hi: int, seed: int = 0)
         if done:
             break
     return texts
+
+
+def _stdlib_modules():
+    names = sorted(m.name for m in pkgutil.iter_modules() if m.name in sys.stdlib_module_names and
+                   not m.name.startswith(("_", "idlelib", "tkinter", "turtle", "antigravity", "this")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in names:
+            try:
+                yield __import__(name)
+            except Exception:  # some modules need a display or a platform we lack
+                continue
+
+
+@functools.cache
+def stdlib_sentences(min_words: int = 5, max_words: int = 40) -> tuple[str, ...]:
+    """Unique first sentences of the docstrings of standard-library functions, classes and methods.
+
+    Real, varied English about programming, in a stable order (module, then name); thousands of
+    them, so anchors and held-out sets can be disjoint and large.
+    """
+    import re
+
+    seen: dict[str, None] = {}
+
+    def add(obj) -> None:
+        doc = inspect.getdoc(obj)
+        if not doc or not doc.isascii():
+            return
+        first = re.split(r"(?<=[.!?])\s", " ".join(doc.split("\n\n")[0].split()), maxsplit=1)[0]
+        if min_words <= len(first.split()) <= max_words and first[0].isupper() and first.endswith("."):
+            seen.setdefault(first, None)
+
+    for mod in _stdlib_modules():
+        for _, obj in sorted(vars(mod).items(), key=lambda kv: kv[0]):
+            if inspect.isfunction(obj):
+                add(obj)
+            elif inspect.isclass(obj):
+                add(obj)
+                for _, member in sorted(vars(obj).items(), key=lambda kv: kv[0]):
+                    if inspect.isfunction(member):
+                        add(member)
+    return tuple(seen)
