@@ -83,8 +83,8 @@ def main() -> int:
 
     head = ("| comparison (held-out: paraphrase-MiniLM-L3 -> all-MiniLM-L6) | recall@1 | recall@10 | MRR "
             "| top-10 Jaccard |\n|---|---|---|---|---|\n")
-    body = "".join(f"| {n} | {m['recall_at_1']:.3f} | {m['recall_at_10']:.3f} | {m['mrr']:.3f} | {m['jaccard']:.3f} |\n"
-                   for n, m in rows)
+    cols = ("recall_at_1", "recall_at_10", "mrr", "jaccard")
+    body = "".join(f"| {n} | " + " | ".join(f"{m[c]:.3f}" for c in cols) + " |\n" for n, m in rows)
     note = (f"\n{len(held_idx)} held-out sentences, anchors from a disjoint pool of {len(pool_idx)}; seed "
             f"{args.seed}. Absolute cosine between the two models' vectors of the same sentence: {same:.3f} on "
             f"average, of different sentences: {other:.3f}. Machine: {machine()}. Command: "

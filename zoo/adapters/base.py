@@ -46,13 +46,18 @@ class EmbedContext:
 def as_item_list(inputs: Any) -> list:
     """The caller's inputs as a list of items; one item on its own becomes a list of one.
 
-    A str, bytes, path, dict (interleaved input), PIL image, HxW or HxWxC array or CxHxW
-    tensor is one item; a 4-D array or tensor is a batch; other sequences are lists of items.
+    A str, bytes, path, dict (interleaved input), (waveform, sample_rate) pair, PIL image, HxW
+    or HxWxC array or CxHxW tensor is one item; a 4-D array or tensor is a batch; other
+    sequences are lists of items.
     """
+    import numbers
     import os
 
     if isinstance(inputs, (str, bytes, bytearray, memoryview, os.PathLike, dict)):
         return [inputs]
+    if (isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[1], numbers.Integral)
+            and getattr(inputs[0], "ndim", 0) >= 1):
+        return [inputs]  # one (waveform, sample_rate) pair
     if type(inputs).__module__.startswith("PIL."):
         return [inputs]
     ndim = getattr(inputs, "ndim", None)
