@@ -34,8 +34,8 @@ def test_every_shipped_card_validates(path):
     assert card.name == path.stem
     assert card.dim > 0 and card.modalities
     if card.offline_ready:
-        pkg = [s for s in card.sources if s.kind == "package"]
-        assert pkg and all(s.sha256 for s in pkg), "packaged weights must pin sha256"
+        pkg = [s for s in card.sources if s.kind in ("package", "bundled")]
+        assert pkg and all(s.sha256 for s in pkg), "packaged or bundled weights must pin sha256"
     else:
         assert card.offline_note
 
