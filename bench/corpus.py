@@ -14,19 +14,11 @@ import warnings
 def stdlib_words() -> tuple[str, ...]:
     """Every word of every public docstring in a fixed list of standard-library modules."""
     words: list[str] = []
-    names = sorted(m.name for m in pkgutil.iter_modules() if m.name in sys.stdlib_module_names and
-                   not m.name.startswith(("_", "idlelib", "tkinter", "turtle", "antigravity", "this")))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name in names:
-            try:
-                mod = __import__(name)
-            except Exception:  # some modules need a display or a platform we lack
-                continue
-            for _, obj in sorted(vars(mod).items(), key=lambda kv: kv[0]):
-                doc = inspect.getdoc(obj) if inspect.isfunction(obj) or inspect.isclass(obj) else None
-                if doc and doc.isascii():
-                    words.extend(doc.split())
+    for mod in _stdlib_modules():
+        for _, obj in sorted(vars(mod).items(), key=lambda kv: kv[0]):
+            doc = inspect.getdoc(obj) if inspect.isfunction(obj) or inspect.isclass(obj) else None
+            if doc and doc.isascii():
+                words.extend(doc.split())
     return tuple(words)
 
 

@@ -5,7 +5,7 @@ Experts (see zoo/cards/zoo-bind-mini.toml):
 - text and code: all-minilm-l6-v2 itself;
 - images: efficientnet-lite0's ImageNet class probabilities, bound by ConSE to the text
   embeddings of the class names; the number of classes T and the label prompt are chosen on
-  the dev split of the sample-photo queries (zoo.gallery), never on the test split;
+  the second phrasings of the sample-photo queries (zoo.gallery), never on the test queries;
 - speech: the whisper-tiny-en transcript embedded by all-minilm-l6-v2, and the Whisper audio
   vector through projector heads fitted on paired data (espeak-ng clips of standard-library
   docstring sentences -> the sentences' text vectors), weighed by a router fitted on other pairs;
@@ -70,15 +70,17 @@ def choose_conse(probs: dict, names, queries: dict, hits: dict, tops, prompts, t
 
 
 def image_part(text) -> dict:
-    """Both splits query the whole photo gallery; each query's one hit is its own photo."""
+    """Queries search the whole photo gallery; each query's one hit is its own photo.
+
+    Dev queries: every photo's second phrasing. Test queries: the "test" photos' own queries.
+    """
     photos = gallery.photos()
     eff = zoo.load("efficientnet-lite0")
     probs = eff.class_probabilities([p.path for p in photos])
-    queries, hits = {}, {}
-    for split in ("dev", "test"):
-        rows = [i for i, p in enumerate(photos) if p.split == split]
-        queries[split] = [photos[i].query for i in rows]
-        hits[split] = np.eye(len(photos), dtype=bool)[rows]
+    eye = np.eye(len(photos), dtype=bool)
+    test_rows = [i for i, p in enumerate(photos) if p.split == "test"]
+    queries = {"dev": [p.dev_query for p in photos], "test": [photos[i].query for i in test_rows]}
+    hits = {"dev": eye, "test": eye[test_rows]}
     out = choose_conse({"dev": probs, "test": probs}, list(eff.class_names), queries, hits, IMAGE_TOPS,
                        IMAGE_PROMPTS, text)
     out.update(n_photos=len(photos), n_dev_queries=len(queries["dev"]), n_test_queries=len(queries["test"]))

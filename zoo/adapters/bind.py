@@ -362,6 +362,32 @@ def label_texts(names: Sequence[str], prompt: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- adapter
+_SUFFIXES = {
+    "image": (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"),
+    "audio": (".wav", ".flac", ".ogg", ".mp3"),
+    "points": (".npy", ".ply", ".obj", ".stl", ".glb", ".gltf", ".off"),
+}
+
+
+def _guess_modality(item: Any) -> str | None:
+    """The modality an item plainly is, or None when it could be several (raw bytes, odd objects)."""
+    if isinstance(item, (str, Path)):
+        suffix = Path(item).suffix.lower()
+        if Path(item).is_file():
+            return next((m for m, sfx in _SUFFIXES.items() if suffix in sfx), None)
+        return "text" if isinstance(item, str) else None
+    if isinstance(item, tuple) and len(item) == 2:
+        return "audio"  # (waveform, sample_rate)
+    if type(item).__module__.startswith("PIL."):
+        return "image"
+    shape = getattr(item, "shape", None)
+    if shape is not None and len(shape) == 2 and shape[1] in (3, 6):
+        return "points"
+    if shape is not None and len(shape) == 3:
+        return "image"
+    return None
+
+
 #: Audio is decoded once, at this rate, and handed to every expert as a (waveform, rate) pair.
 AUDIO_RATE = 48_000
 
@@ -422,13 +448,25 @@ class BindEmbedder(BaseEmbedder):
             texts = speech.transcribe(items, beam_size=int(opts.get("beam_size", 1)))
             vectors = self.model(opts["text_model"]).embed(texts, normalize=True).vectors
         else:
-            vectors = self.model(expert.models[modality]).embed(items, modality=modality, normalize=True).vectors
+            model = self.model(expert.models[modality])
+            as_modality = "text" if modality == "code" and "code" not in model.modalities else modality
+            vectors = model.embed(items, modality=as_modality, normalize=True).vectors
         if vectors.shape[1] != expert.dim:
             raise CardError(f"{self.name}: expert {expert.id!r} gave {vectors.shape[1]}-d vectors, "
                             f"its spec says {expert.dim}")
         return np.asarray(vectors, dtype=np.float32)
 
     # -- hooks ----------------------------------------------------------------------------------
+    def _infer_modality(self, inputs: list) -> str:
+        """Text for plain strings; images, audio or points for files by their suffix, or arrays by shape.
+
+        Every item must point the same way; anything else asks for ``modality=``.
+        """
+        kinds = {_guess_modality(item) for item in inputs} or {"text"}
+        if len(kinds) == 1 and None not in kinds and kinds <= set(self.modalities):
+            return kinds.pop()
+        return super()._infer_modality(inputs)
+
     def _check(self, inputs: list, modality: str) -> list:
         """Decode once what every expert would decode again; the experts check the rest."""
         if modality in TEXT_MODALITIES:

@@ -60,14 +60,14 @@ import numpy as np
 import torch
 
 from zoo.adapters.base import BaseEmbedder, EmbedContext
+from zoo.adapters.hf_clip import TextTower
 from zoo.adapters.text import check_texts, quiet_transformers
 from zoo.audio import load_audios
-from zoo.errors import InputTooLargeError, IntegrityError, UnsafeModelFileError, ZooError
+from zoo.errors import IntegrityError, UnsafeModelFileError, ZooError
 from zoo.modelcard import ModelCard
 from zoo.sources import Resolved, check_format
 
 DEFAULT_AUDIO_BATCH = 8  # windows per forward pass
-DEFAULT_TEXT_BATCH = 64
 TEXT_INPUTS = ("input_ids", "attention_mask")
 
 
@@ -146,7 +146,7 @@ def load_feature_extractor(card: ModelCard, folder: Path, fusion: bool):
 
 
 # -- the adapter ---------------------------------------------------------------------------------------------------
-class CLAPEmbedder(BaseEmbedder):
+class CLAPEmbedder(TextTower, BaseEmbedder):
     """A LAION CLAP checkpoint: a list of str is text, anything else audio (say ``modality="audio"`` for paths).
 
     Options (keyword-only): ``device`` (default "cpu"). For audio, ``embed(batch_size=...)`` counts 10 s windows
@@ -232,25 +232,3 @@ class CLAPEmbedder(BaseEmbedder):
                              return_tensors="pt")
         return {k: enc[k] for k in TEXT_INPUTS}
 
-    def _check_lengths(self, texts: list[str], ctx: EmbedContext) -> None:
-        with quiet_transformers():
-            lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
-        cut = [i for i, n in enumerate(lengths) if n > self.max_length]
-        if not cut:
-            return
-        if not ctx.truncate:
-            raise InputTooLargeError(f"text is {lengths[cut[0]]} tokens, over {self.name}'s limit of "
-                                     f"{self.max_length} (pass truncate=True to cut it)", index=cut[0],
-                                     limit=self.max_length)
-        ctx.info["truncated"] = len(cut)
-        self.warn_once("truncate", f"texts longer than {self.max_length} tokens are truncated to fit")
-
-    @torch.inference_mode()
-    def _encode_texts(self, texts: list[str], ctx: EmbedContext) -> np.ndarray:
-        self._check_lengths(texts, ctx)
-        size = ctx.batch_size or DEFAULT_TEXT_BATCH
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), size):
-            inputs = {k: v.to(self.device) for k, v in self.tokenize(texts[start : start + size]).items()}
-            out[start : start + size] = self.model.get_text_features(**inputs).pooler_output.float().cpu().numpy()
-        return out

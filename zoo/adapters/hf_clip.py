@@ -46,7 +46,39 @@ def pooled(out: Any) -> torch.Tensor:
     return out if torch.is_tensor(out) else out.pooler_output
 
 
-class HFCLIPEmbedder(BaseEmbedder):
+class TextTower:
+    """The text side of a transformers two-tower model (CLIP-like, CLAP): length checks and batched features.
+
+    The class using it provides ``tokenizer``, ``max_length``, ``tokenize(texts)`` (the padded
+    model inputs), ``model`` (with ``get_text_features``), ``device``, ``dim``, ``name`` and
+    ``warn_once``.
+    """
+
+    def _check_lengths(self, texts: list[str], ctx: EmbedContext) -> None:
+        with quiet_transformers():
+            lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+        cut = [i for i, n in enumerate(lengths) if n > self.max_length]
+        if not cut:
+            return
+        if not ctx.truncate:
+            raise InputTooLargeError(f"text is {lengths[cut[0]]} tokens, over {self.name}'s limit of "
+                                     f"{self.max_length} (pass truncate=True to cut it)", index=cut[0],
+                                     limit=self.max_length)
+        ctx.info["truncated"] = len(cut)
+        self.warn_once("truncate", f"texts longer than {self.max_length} tokens are truncated to fit")
+
+    @torch.inference_mode()
+    def _encode_texts(self, texts: list[str], ctx: EmbedContext) -> np.ndarray:
+        self._check_lengths(texts, ctx)
+        size = ctx.batch_size or DEFAULT_TEXT_BATCH
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), size):
+            inputs = {k: v.to(self.device) for k, v in self.tokenize(texts[start : start + size]).items()}
+            out[start : start + size] = pooled(self.model.get_text_features(**inputs)).float().cpu().numpy()
+        return out
+
+
+class HFCLIPEmbedder(TextTower, BaseEmbedder):
     """A transformers dual encoder (SiglipModel, CLIPModel). A list of str is text, anything else images.
 
     Options (keyword-only): ``device``, ``workers`` (image preprocessing threads, default min(4, CPUs)).
@@ -131,26 +163,3 @@ class HFCLIPEmbedder(BaseEmbedder):
         enc = self.tokenizer(texts, padding=self.padding, max_length=self.max_length, truncation=True,
                              return_tensors="pt")
         return {k: enc[k] for k in TEXT_INPUTS if k in enc}
-
-    def _check_lengths(self, texts: list[str], ctx: EmbedContext) -> None:
-        with quiet_transformers():
-            lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
-        cut = [i for i, n in enumerate(lengths) if n > self.max_length]
-        if not cut:
-            return
-        if not ctx.truncate:
-            raise InputTooLargeError(f"text is {lengths[cut[0]]} tokens, over {self.name}'s limit of "
-                                     f"{self.max_length} (pass truncate=True to cut it)", index=cut[0],
-                                     limit=self.max_length)
-        ctx.info["truncated"] = len(cut)
-        self.warn_once("truncate", f"texts longer than {self.max_length} tokens are truncated to fit")
-
-    @torch.inference_mode()
-    def _encode_texts(self, texts: list[str], ctx: EmbedContext) -> np.ndarray:
-        self._check_lengths(texts, ctx)
-        size = ctx.batch_size or DEFAULT_TEXT_BATCH
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), size):
-            inputs = {k: v.to(self.device) for k, v in self.tokenize(texts[start : start + size]).items()}
-            out[start : start + size] = pooled(self.model.get_text_features(**inputs)).float().cpu().numpy()
-        return out
