@@ -260,3 +260,33 @@ def test_fit_refuses_bad_pairs():
         fit_projectors(net, "clean", bad, np.ones((10, OUT)))
     with pytest.raises(InvalidInputError, match="no router"):
         fit_router(net, "audio", {}, np.zeros((10, OUT)))
+
+
+def test_a_fitted_composite_saves_as_a_card_and_loads_by_name(tmp_path, monkeypatch):
+    """save_composite -> zoo.load(name): the same network, its weights pinned by sha256, and a tampered file refused."""
+    import zoo
+    from zoo import registry
+    from zoo.adapters.bind_fit import fit_projectors, save_composite
+
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path))
+    registry.reload()
+    options = {"out_dim": OUT, "heads": 2, "hidden": 32, "experts": [{"id": "e", "dim": D_IN, "model": "nobody"}],
+               "routes": {"audio": {"experts": ["e"]}}}
+    net = BindNetwork(BindSpec.from_options(options))
+    target, experts = _two_expert_problem(n=60)
+    fit_projectors(net, "e", experts["clean"], target, epochs=3)
+    try:
+        path = save_composite(net, "my-bind", modalities=["audio"], description="a test composite",
+                              bind_options=options)
+        assert path == tmp_path / "cards" / "my-bind.toml"
+        loaded = zoo.load("my-bind")
+        x = torch.from_numpy(experts["clean"][:5])
+        with torch.no_grad():
+            assert torch.equal(loaded.network("audio", {"e": x})[0], net("audio", {"e": x})[0])
+        assert loaded.resolved.origin == "local-dir" and zoo.card("my-bind").offline_ready
+        weights = tmp_path / "models" / "my-bind" / "bind.safetensors"
+        weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+        with pytest.raises(IntegrityError):
+            zoo.load("my-bind")
+    finally:
+        registry.reload()

