@@ -302,3 +302,17 @@ _keys = st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True)
 def test_toml_writer_round_trips(top, tables):
     doc = top | {k: v for k, v in tables.items() if k not in top}
     assert tomllib.loads(dump_toml(doc)) == doc
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), da=st.integers(2, 12), db=st.integers(2, 12),
+       method=st.sampled_from(["procrustes", "lstsq", "ridge", "affine"]), normalize=st.booleans())
+def test_a_saved_and_loaded_stitch_gives_identical_outputs(tmp_path_factory, seed, da, db, method, normalize):
+    rng = np.random.default_rng(seed)
+    x, y, probe = rng.normal(size=(40, da)), rng.normal(size=(40, db)), rng.normal(size=(7, da))
+    st_ = fit_stitch(x, y, method=method, normalize=normalize, source="space-a", target="space-b")
+    folder = tmp_path_factory.mktemp("stitch")
+    st_.save(folder)
+    loaded = Stitch.load(folder)
+    assert np.array_equal(loaded.apply(probe), st_.apply(probe))
+    assert loaded.fit == st_.fit and (loaded.source, loaded.target) == (st_.source, st_.target)

@@ -263,7 +263,7 @@ def test_fit_refuses_bad_pairs():
 
 
 def test_a_fitted_composite_saves_as_a_card_and_loads_by_name(tmp_path, monkeypatch):
-    """save_composite -> zoo.load(name): the same network, its weights pinned by sha256, and a tampered file refused."""
+    """save_composite -> zoo.load(name): the same network, its weights pinned by sha256; a tampered file refused."""
     import zoo
     from zoo import registry
     from zoo.adapters.bind_fit import fit_projectors, save_composite
