@@ -228,3 +228,13 @@ def test_normalize_unit_sphere_centres_and_scales():
     assert np.isclose(np.linalg.norm(out, axis=1).max(), 1.0)
     with pytest.raises(InvalidInputError):
         normalize_unit_sphere(np.ones((5, 3)))
+
+
+def test_cloud_lists_take_batches_single_clouds_and_files():
+    from zoo.points import as_cloud_list
+
+    batch = np.zeros((4, 100, 3))
+    assert len(as_cloud_list(batch)) == 4 and len(as_cloud_list(torch.zeros(2, 10, 6))) == 2
+    assert len(as_cloud_list(np.zeros((100, 3)))) == 1
+    assert as_cloud_list("shape.ply") == ["shape.ply"] and as_cloud_list(b"ply") == [b"ply"]
+    assert len(as_cloud_list([np.zeros((5, 3)), "a.obj"])) == 2

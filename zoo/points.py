@@ -271,6 +271,15 @@ def _file_cloud(item: Any, n_points: int, seed: int, index: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- public API
+def as_cloud_list(inputs: Any) -> list:
+    """The caller's point inputs as a list: a (B, N, C) array or tensor is B clouds, an (N, C) one is one cloud."""
+    if getattr(inputs, "ndim", None) == 3 and not isinstance(inputs, (list, tuple)):
+        return list(inputs)
+    if getattr(inputs, "ndim", None) == 2 or isinstance(inputs, (str, os.PathLike, bytes, bytearray, memoryview)):
+        return [inputs]
+    return list(inputs) if hasattr(inputs, "__iter__") else [inputs]
+
+
 def load_point_cloud(item: Any, *, n_points: int, index: int = 0, default_rgb: float = 0.4,
                      seed: int = 0) -> np.ndarray:
     """One item as ``(n_points, 6)`` float32: xyz as given (not centred or scaled), rgb in [0, 1].

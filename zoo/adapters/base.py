@@ -152,6 +152,10 @@ class BaseEmbedder:
         ctx.info["prompt"] = used
         return [prefix + t + suffix for t in items] if prefix or suffix else items
 
+    def as_items(self, inputs: Any) -> list:
+        """The caller's inputs as a list of items (see :func:`as_item_list`); point models override it."""
+        return as_item_list(inputs)
+
     def _infer_modality(self, inputs: list) -> str:
         if len(self.modalities) == 1:
             return self.modalities[0]
@@ -228,7 +232,7 @@ class BaseEmbedder:
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size < 1):
             raise InvalidInputError(f"batch_size must be a positive integer, not {batch_size!r}")
-        inputs = as_item_list(inputs)
+        inputs = self.as_items(inputs)
         modality = modality or self._infer_modality(inputs)
         if modality not in self.modalities:
             embeds = ", ".join(self.modalities)

@@ -42,7 +42,7 @@ from zoo.adapters.base import BaseEmbedder, EmbedContext
 from zoo.adapters.pointbert import PPATConfig, build
 from zoo.errors import CardError, IntegrityError, InvalidInputError, UnsafeModelFileError, WeightsUnavailableError
 from zoo.modelcard import ModelCard
-from zoo.points import load_point_clouds, normalize_unit_sphere
+from zoo.points import as_cloud_list, load_point_clouds, normalize_unit_sphere
 from zoo.sources import Resolved, check_format
 
 DEFAULT_MAX_ROWS = 8
@@ -155,6 +155,10 @@ class OpenShapeEmbedder(BaseEmbedder):
         if self.swaps_yz:
             xyz = xyz[:, [0, 2, 1]]
         return np.concatenate([xyz, cloud[:, 3:6]], axis=1).astype(np.float32)
+
+    def as_items(self, inputs: Any) -> list:
+        """A (B, N, C) array is B clouds (not one item, as an image would be)."""
+        return as_cloud_list(inputs)
 
     def _check(self, inputs: list, modality: str) -> list:
         return load_point_clouds(inputs, n_points=self.n_points, default_rgb=self.default_rgb)

@@ -37,11 +37,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.adapters.base import BaseEmbedder, EmbedContext, as_item_list
-from zoo.embeddings import Embeddings
+from zoo.adapters.base import BaseEmbedder, EmbedContext
 from zoo.errors import IntegrityError, InvalidInputError, WeightsUnavailableError
 from zoo.modelcard import ModelCard
-from zoo.points import load_point_clouds, normalize_unit_sphere
+from zoo.points import as_cloud_list, load_point_clouds, normalize_unit_sphere
 from zoo.sources import Resolved, check_format
 
 DEFAULT_MAX_ROWS = 64
@@ -108,13 +107,6 @@ def load_network(path: Path, card: ModelCard) -> tuple[PointNet, tuple[str, ...]
     return model.eval(), classes
 
 
-def point_items(inputs: Any) -> list:
-    """The caller's point inputs as a list: a (B, N, C) array or tensor is B clouds, an (N, C) one is one cloud."""
-    if getattr(inputs, "ndim", None) == 3 and not isinstance(inputs, (list, tuple)):
-        return list(inputs)
-    return as_item_list(inputs)
-
-
 def _check_top_k(top_k: Any) -> None:
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise InvalidInputError(f"top_k must be a positive integer, not {top_k!r}")
@@ -165,14 +157,14 @@ class PointNetEmbedder(BaseEmbedder):
             self._keep_probs.append(probs)
         return feats
 
-    def embed(self, inputs: Any, *args: Any, **kwargs: Any) -> Embeddings:
-        """:meth:`BaseEmbedder.embed`, where a (B, N, 3) array is B clouds (not one item)."""
-        return super().embed(point_items(inputs), *args, **kwargs)
+    def as_items(self, inputs: Any) -> list:
+        """A (B, N, 3) array is B clouds (not one item, as an image would be)."""
+        return as_cloud_list(inputs)
 
     # -- classes --------------------------------------------------------------------------------
     def class_probabilities(self, inputs: Any, *, batch_size: int | None = None) -> np.ndarray:
         """Softmax over the shape classes, (B, C) float32; row i belongs to input i."""
-        clouds = load_point_clouds(point_items(inputs), n_points=self.n_points)
+        clouds = load_point_clouds(as_cloud_list(inputs), n_points=self.n_points)
         if not clouds:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         return self._run(clouds, batch_size)[1]
