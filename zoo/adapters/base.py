@@ -17,7 +17,8 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from zoo.embeddings import PRECISIONS, Embeddings, l2_normalize, quantize, trunc
 from zoo.errors import InvalidInputError
 from zoo.modelcard import ModelCard
 from zoo.sources import Resolved
+
+if TYPE_CHECKING:
+    from zoo.cache import EmbeddingCache
 
 TEXT_MODALITIES = ("text", "code")
 
@@ -178,6 +182,41 @@ class BaseEmbedder:
         if not force_dim and not mrl[0] <= dim <= mrl[-1]:
             raise InvalidInputError(f"{self.name} supports Matryoshka dims {mrl[0]}..{mrl[-1]}, not {dim}")
 
+    def _embed_cached(self, inputs: list, cache: EmbeddingCache, call: dict[str, Any]) -> Embeddings:
+        """``embed`` through the cache: look every item up, embed only the misses (once each), store them."""
+        from zoo.cache import content_key, space_fingerprint
+
+        modality = call["modality"]
+        space = {k: v for k, v in call.items() if k not in ("batch_size", "progress", "low_memory", "calibration")}
+        if call["calibration"] is not None:
+            space["calibration"] = content_key(np.asarray(call["calibration"]))
+        fingerprint = space_fingerprint(self, **space)
+        keys = []
+        for i, item in enumerate(inputs):
+            if isinstance(item, str) and modality not in TEXT_MODALITIES:
+                item = Path(item)  # a str is a file path for every modality but text
+            try:
+                keys.append(cache.key(content_key(item), fingerprint))
+            except OSError as exc:
+                raise InvalidInputError(f"cannot read {item}: {exc.strerror or exc}", index=i) from exc
+        found = cache.get_many(list(dict.fromkeys(keys)))
+        todo = {k: i for i, k in enumerate(keys) if k not in found}  # first item of every missing key
+        out = None
+        if todo:
+            out = self.embed([inputs[i] for i in todo.values()], **call)
+            new = dict(zip(todo, out.vectors, strict=True))
+            cache.put_many(new.items())
+            found.update(new)
+        hits = len(inputs) - len(todo)
+        cache.hits, cache.misses = cache.hits + hits, cache.misses + len(todo)
+        info = dict(out.info) if out is not None else {"similarity": self.card.similarity}
+        info.update(cache_hits=hits, cache_misses=len(todo))
+        dim = call["dim"] or self.dim
+        return Embeddings(vectors=np.stack([found[k] for k in keys]), space=self.space, model=self.name,
+                          modality=modality, normalized=call["normalize"] or (self.card.pooling == "model"
+                                                                              and self.card.normalize),
+                          precision=call["precision"], dim=dim, info=info)
+
     def stream(self, inputs: Iterable[Any], *, chunk_size: int = 4096, **kwargs: Any) -> Iterator[Embeddings]:
         """Embed an iterable of any length chunk by chunk, yielding one Embeddings per chunk.
 
@@ -209,6 +248,7 @@ class BaseEmbedder:
         truncate: bool = True,
         progress: bool | None = None,
         low_memory: bool = False,
+        cache: EmbeddingCache | None = None,
     ) -> Embeddings:
         """Embed a list of inputs; row i of the result belongs to input i.
 
@@ -227,6 +267,9 @@ class BaseEmbedder:
             progress: show a progress bar (default: for long jobs on a terminal).
             low_memory: give freed memory back to the OS after every batch: a flat, low peak
                 for a few percent of speed (on by default in :meth:`stream`).
+            cache: a :class:`zoo.cache.EmbeddingCache`; items whose content was embedded before
+                in this exact space (model, card, instruction, dim, precision...) are not
+                embedded again. ``info`` counts ``cache_hits`` and ``cache_misses``.
         """
         self._check_options(dim, precision, force_dim)
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
@@ -237,6 +280,11 @@ class BaseEmbedder:
         if modality not in self.modalities:
             embeds = ", ".join(self.modalities)
             raise InvalidInputError(f"{self.name} does not embed {modality!r} (it embeds {embeds})")
+        if cache is not None and inputs:
+            call = dict(task_instruction=task_instruction, prompt_name=prompt_name, modality=modality,
+                        batch_size=batch_size, normalize=normalize, dim=dim, force_dim=force_dim, precision=precision,
+                        calibration=calibration, truncate=truncate, progress=progress, low_memory=low_memory)
+            return self._embed_cached(inputs, cache, call)
         items = self._check(inputs, modality)
         if progress is None:
             progress = len(items) >= 2048 and sys.stderr.isatty()
