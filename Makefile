@@ -1,9 +1,10 @@
 # Two commands need nothing before them on a fresh clone:
 #   make test   sets up .venv if needed, then runs the test suite
 #   make bench  sets up .venv if needed, then runs the text throughput benchmark
+#   make demo   sets up .venv if needed, then starts the Gradio demo on http://127.0.0.1:7860
 PY := .venv/bin/python
 
-.PHONY: setup test lint bench clean
+.PHONY: setup test lint bench demo clean
 
 setup:
 	@bash scripts/setup.sh
@@ -16,6 +17,9 @@ lint: setup
 
 bench: setup
 	$(PY) bench/text_throughput.py
+
+demo: setup
+	$(PY) -m demos.app
 
 clean:
 	rm -rf .venv .pytest_cache build dist *.egg-info

@@ -9,6 +9,13 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
     || { echo "setup: embedding-zoo needs Python 3.11 (set PYTHON=...)" >&2; exit 1; }
 
+# The browser test drives Debian's chromium (never a browser playwright downloads). CI runs as root on
+# Debian; elsewhere install it yourself, or tests/test_demo_browser.py skips with the reason.
+if [[ ! -x /usr/bin/chromium && $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's chromium for the browser test" >&2
+    apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+fi
+
 stamp=.venv/.zoo-setup
 want="$(cat pyproject.toml requirements/weights.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 if [[ -f $stamp && "$(cat "$stamp")" == "$want" ]]; then

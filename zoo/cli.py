@@ -1,4 +1,4 @@
-"""The ``zoo`` command line: list, card, embed, fetch, compat.
+"""The ``zoo`` command line: list, card, embed, fetch, compat, demo.
 
 Errors print one line on stderr and exit non-zero: 2 for a bad command line, 1 for a zoo
 error (unknown model, missing weights, bad input), 130 on Ctrl-C.
@@ -98,6 +98,13 @@ def _cmd_compat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from zoo.demo import launch
+
+    launch(port=args.port, model=args.model)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zoo", description="embedding-zoo: one registry, one embed call.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -135,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--modality", help="the items' modality, for models that embed several")
     s.add_argument("--out", default="compat", help="folder for compat.csv and compat.png (default: ./compat)")
     s.set_defaults(func=_cmd_compat)
+
+    s = sub.add_parser("demo", help="start the Gradio demo on 127.0.0.1 (needs the demo extra)")
+    s.add_argument("--port", type=int, default=7860)
+    s.add_argument("--model", default="zoo-bind-mini", help="the model that indexes the search gallery")
+    s.set_defaults(func=_cmd_demo)
     return p
 
 

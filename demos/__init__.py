@@ -1,0 +1,1 @@
+"""Runnable demos of embedding-zoo (``python -m demos.app``)."""

@@ -1,0 +1,164 @@
+"""The demo's logic and handlers, called directly (no server): search by text, image, paraphrase and shape,
+refusals that reach the user as gr.Error, user uploads, the cards and spaces tabs, and the on-disk vector cache.
+
+The gallery is prepared once per session under pytest's base temp folder and shared with
+tests/test_demo_browser.py, which then starts from cached vectors, as a restarted demo does.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from tests.fixtures.hub import offline_hub  # noqa: F401
+from zoo import demo as zdemo
+from zoo.demo import DemoApp, build_demo
+
+
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "demo-cache"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, offline_hub) -> DemoApp:  # noqa: F811
+    return DemoApp(shared_cache(tmp_path_factory))
+
+
+@pytest.fixture(scope="module")
+def blocks(app):
+    return build_demo(app)
+
+
+@pytest.fixture(scope="module")
+def search(blocks):
+    """The Search button's handler, as Gradio calls it."""
+    return next(f.fn for f in blocks.fns.values() if f.api_name == "search")
+
+
+def _top(search, **query) -> tuple[str, list]:
+    args = {"model": "zoo-bind-mini", "text": None, "image": None, "audio": None, "shape": None} | query
+    gallery, table, *_ = search(*args.values())
+    return table[0][2], table
+
+
+def test_build_without_launching(app, blocks):
+    assert isinstance(blocks, gr.Blocks)
+    assert not getattr(blocks, "is_running", False)
+    assert Path(zdemo.os.environ["GRADIO_TEMP_DIR"]) == app.cache_dir / "tmp"
+    opts = zdemo.launch_options(app)
+    assert opts["server_name"] == "127.0.0.1" and opts["share"] is False
+    assert opts["allowed_paths"] == [str(app.gallery_dir)] and opts["max_file_size"] == "20mb"
+    assert blocks._queue.max_size == zdemo.QUEUE_SIZE
+
+
+def test_text_query_finds_the_cat(search, app):
+    title, table = _top(search, text="a cat")
+    assert title == "chelsea"
+    assert table[0][1] == "image" and table[0][4] == "image-conse"  # the expert that made the photo's vector
+    kinds = {it.kind for it in app.gallery.items()}
+    assert kinds == {"image", "audio", "shape", "code", "text"}
+
+
+def test_uploaded_photo_finds_the_coffee(search, tmp_path):
+    import skimage.data
+
+    upload = tmp_path / "my photo.png"
+    shutil.copyfile(Path(skimage.data.data_dir) / "coffee.png", upload)
+    assert _top(search, image=str(upload))[0] == "coffee"
+
+
+def test_torus_query_finds_a_torus(search):
+    assert _top(search, text="a torus")[0].startswith("torus")
+
+
+@pytest.mark.xfail(strict=True, reason="zoo-bind-mini's text expert puts 'a donut shape' nearer 'a 3D model of a "
+                   "cone' (0.44) than '... of a torus' (0.34): one of the 2 class queries its card reports missed")
+def test_donut_query_finds_a_torus(search):
+    assert _top(search, text="a donut shape")[0].startswith("torus")
+
+
+def test_paraphrase_finds_the_spoken_clip(search):
+    title, table = _top(search, text="expect a lot of rainfall later tomorrow")
+    assert title == "weather"
+    assert "speech-transcript" in table[0][4] and "speech-audio" in table[0][4]
+
+
+def test_uploaded_sound_and_shape_query(search, tmp_path):
+    from zoo import gallery, shapes
+
+    clip = next(c for c in gallery.speech_clips() if c.name == "coffee")
+    assert _top(search, audio=str(clip.path))[0] == "coffee"
+    mesh = shapes.make_mesh("helix", 5)
+    mesh.export(tmp_path / "spring.glb")
+    assert _top(search, shape=str(tmp_path / "spring.glb"))[0].startswith("helix")
+
+
+def test_bad_uploads_are_gr_errors_and_the_app_keeps_working(search, tmp_path):
+    svg = tmp_path / "x.svg"
+    svg.write_text('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 50)
+    noise = tmp_path / "noise.wav"
+    noise.write_bytes(b"RIFF....WAVEfmt nonsense")
+    for bad in ({"image": str(svg)}, {"image": str(broken)}, {"audio": str(noise)}, {"shape": str(broken)},
+                {}, {"text": "x" * (zdemo.MAX_TEXT_CHARS + 1)}):
+        with pytest.raises(gr.Error):
+            _top(search, **bad)
+    assert _top(search, text="a cat")[0] == "chelsea"
+
+
+def test_unavailable_model_says_so(app, search):
+    reason = app.unavailable_reason("clip-vit-l-14-openai")
+    assert reason and "not available offline" in reason
+    with pytest.raises(gr.Error, match="not available offline"):
+        _top(search, model="clip-vit-l-14-openai", text="a cat")
+    labels = dict((v, k) for k, v in zdemo.model_choices())
+    assert labels["clip-vit-l-14-openai"].endswith("(weights not offline)")
+
+
+def test_user_files_join_the_gallery(app, search, tmp_path):
+    note = tmp_path / "note.txt"
+    note.write_text("A lighthouse keeper's diary about storms at sea.", encoding="utf-8")
+    added = app.add_files("zoo-bind-mini", [str(note)])
+    assert added[0].kind == "text"
+    assert _top(search, text="the diary of a lighthouse keeper")[0] == "note.txt"
+    page = tmp_path / "page.html"
+    page.write_text("<script>alert(1)</script>")
+    with pytest.raises(ValueError, match="not accepted"):
+        app.add_files("zoo-bind-mini", [str(page)])
+    assert not any(p.suffix == ".html" for p in app.gallery.user_dir.iterdir())
+
+
+def test_restart_reuses_cached_vectors(app, search, monkeypatch):
+    _top(search, text="a cat")  # the index exists on disk
+    restarted = DemoApp(app.cache_dir)
+    calls = []
+    real = restarted.embed
+    monkeypatch.setattr(restarted, "embed", lambda name, payloads, modality: calls.append(modality) or
+                        real(name, payloads, modality))
+    hits, _ = restarted.search("zoo-bind-mini", text="a cat")
+    assert hits[0].item.title == "chelsea"
+    assert calls == ["text"]  # only the query was embedded
+
+
+def test_cards_filters_and_details(app):
+    audio = app.card_rows(modality="audio")
+    assert audio and all("audio" in r[1] for r in audio)
+    offline = app.card_rows(offline_only=True, text="minilm")
+    assert {r[0] for r in offline} >= {"all-minilm-l6-v2", "paraphrase-minilm-l3-v2"}
+    assert all(r[2] == 384 for r in app.card_rows(dim="384"))
+    md, sources, parity, snippet = app.card_details("clip-vit-l-14-openai")
+    assert "clip-vit-l-14-openai" in md and "revision `" in sources and parity
+    assert snippet.strip().endswith('zoo.load("clip-vit-l-14-openai")')
+
+
+def test_spaces_heatmap_and_stitch(app):
+    png, rows = app.heatmap(["all-minilm-l6-v2", "paraphrase-minilm-l3-v2"], 60)
+    assert Path(png).is_file() and Path(png).is_relative_to(app.gallery_dir) and len(rows) == 2
+    quality = app.stitch("paraphrase-minilm-l3-v2", "all-minilm-l6-v2", 60)
+    assert quality["held_out"] > 0 and 0.0 <= quality["recall_at_1"] <= 1.0
+    with pytest.raises(ValueError):
+        app.stitch("all-minilm-l6-v2", "all-minilm-l6-v2")
