@@ -74,8 +74,6 @@ def test_torus_query_finds_a_torus(search):
     assert _top(search, text="a torus")[0].startswith("torus")
 
 
-@pytest.mark.xfail(strict=True, reason="zoo-bind-mini's text expert puts 'a donut shape' nearer 'a 3D model of a "
-                   "cone' (0.44) than '... of a torus' (0.34): one of the 2 class queries its card reports missed")
 def test_donut_query_finds_a_torus(search):
     assert _top(search, text="a donut shape")[0].startswith("torus")
 

@@ -755,7 +755,8 @@ def build_demo(app: DemoApp | None = None):
             model = gr.Dropdown(model_choices(), value=app.default_model, label="Model", elem_id="search-model")
             with gr.Row():
                 q_text = gr.Textbox(label="Text query", placeholder="a cat", elem_id="query-text", max_lines=3)
-                q_image = gr.Image(type="filepath", sources=["upload", "clipboard"], label="Image query")
+                q_image = gr.Image(type="filepath", sources=["upload", "clipboard"], label="Image query",
+                                   elem_id="query-image")
                 q_audio = gr.Audio(type="filepath", sources=["upload", "microphone"], label="Sound query")
                 q_shape = gr.File(file_types=list(SHAPE_SUFFIXES), label="3D query (.glb .obj .stl .ply)")
             go = gr.Button("Search", variant="primary", elem_id="search-button")

@@ -69,6 +69,25 @@ _PHOTOS: dict[str, tuple[str, str, str]] = {
     "phantom.png": ("a scan of a head", "a medical imaging phantom", "dev"),
 }
 
+# shape class -> a second phrasing, for choosing settings without touching SHAPE_QUERIES
+SHAPE_DEV_QUERIES: dict[str, str] = {
+    "box": "a cardboard carton",
+    "sphere": "a round globe",
+    "cylinder": "a tin can",
+    "cone": "a pointed party hat",
+    "torus": "an inflatable swim ring",
+    "capsule": "a medicine capsule",
+    "pyramid": "an Egyptian pyramid",
+    "icosahedron": "a d20 die",
+    "ring": "a metal washer",
+    "plane": "a thin flat panel",
+    "helix": "a coiled wire",
+    "cross": "a plus sign",
+    "tetrahedron": "a triangular pyramid",
+    "bowl": "a soup bowl",
+    "star": "a five-pointed star",
+}
+
 # shape class -> the query that should find it
 SHAPE_QUERIES: dict[str, str] = {
     "box": "a box",

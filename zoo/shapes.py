@@ -34,6 +34,27 @@ CLASSES: tuple[str, ...] = (
     "ring", "plane", "helix", "cross", "tetrahedron", "bowl", "star",
 )
 
+#: What people call each class, for text models that do not know the geometric word (a text
+#: model puts "torus" near "cone"; "a ring-shaped donut" is what it understands). Written once by
+#: hand; ConSE experts may use them as the class labels (zoo-bind-mini does, see its card).
+EVERYDAY_NAMES: dict[str, str] = {
+    "box": "box or cube",
+    "sphere": "sphere or ball",
+    "cylinder": "cylinder, like a can or a pipe",
+    "cone": "cone, like a traffic cone",
+    "torus": "torus, a ring-shaped donut",
+    "capsule": "capsule, like a pill",
+    "pyramid": "pyramid",
+    "icosahedron": "icosahedron, a twenty-faced polyhedron",
+    "ring": "ring, a thin flat washer",
+    "plane": "flat plane, a sheet",
+    "helix": "helix, a coiled spring",
+    "cross": "cross, a plus sign",
+    "tetrahedron": "tetrahedron, a triangular pyramid",
+    "bowl": "bowl or dish",
+    "star": "star",
+}
+
 Pose = Literal["upright", "any", "none"]
 
 #: Default augmentation ranges (see :func:`make_shape`).

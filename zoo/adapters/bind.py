@@ -153,7 +153,7 @@ def _expert_from(raw: Any, i: int, fail) -> ExpertSpec:
     kind = raw.get("kind", "model")
     if kind not in EXPERT_KINDS:
         raise fail(f"experts[{i}].kind must be one of {EXPERT_KINDS}, not {kind!r}")
-    extra = {"model": set(), "conse": {"classifier", "text_model", "top", "label_prompt", "modality"},
+    extra = {"model": set(), "conse": {"classifier", "text_model", "top", "label_prompt", "label_names", "modality"},
              "transcript": {"speech_model", "text_model", "beam_size"}}[kind]
     if unknown := set(raw) - base - extra:
         raise fail(f"experts[{i}] ({kind}) has unknown field(s) {sorted(unknown)}")
@@ -417,7 +417,7 @@ class BindEmbedder(BaseEmbedder):
             raise CardError(f"card {card.name!r}: the composite has projectors or routers but names no weights_file")
         self.network.eval().to(torch.device(device))
         self._models: dict[str, BaseEmbedder] = dict(experts or {})
-        self._labels: dict[tuple[str, str, str], np.ndarray] = {}
+        self._labels: dict[tuple, np.ndarray] = {}
 
     # -- experts --------------------------------------------------------------------------------
     def model(self, name: str) -> BaseEmbedder:
@@ -428,11 +428,17 @@ class BindEmbedder(BaseEmbedder):
             self._models[name] = load(name)
         return self._models[name]
 
-    def _label_vectors(self, classifier: BaseEmbedder, text_model: str, prompt: str) -> np.ndarray:
-        key = (classifier.name, text_model, prompt)
+    def _label_vectors(self, classifier: BaseEmbedder, opts: Mapping[str, Any]) -> np.ndarray:
+        """Unit text vectors of the classifier's classes: ``label_prompt`` filled with each class's label.
+
+        A class's label is its name, or its entry in the expert's ``label_names`` table.
+        """
+        text_model, prompt = opts["text_model"], opts.get("label_prompt", "{label}")
+        names = dict(opts.get("label_names", {}))
+        key = (classifier.name, text_model, prompt, tuple(sorted(names.items())))
         if key not in self._labels:
-            texts = label_texts(classifier.class_names, prompt)
-            self._labels[key] = self.model(text_model).embed(texts, normalize=True).vectors
+            labels = [names.get(n, n) for n in classifier.class_names]
+            self._labels[key] = self.model(text_model).embed(label_texts(labels, prompt), normalize=True).vectors
         return self._labels[key]
 
     def expert_vectors(self, expert: ExpertSpec, modality: str, items: list) -> np.ndarray:
@@ -441,7 +447,7 @@ class BindEmbedder(BaseEmbedder):
         if expert.kind == "conse":
             classifier = self.model(opts["classifier"])
             probs = classifier.class_probabilities(items)
-            labels = self._label_vectors(classifier, opts["text_model"], opts.get("label_prompt", "{label}"))
+            labels = self._label_vectors(classifier, opts)
             vectors = conse(probs, labels, int(opts.get("top", 10)))
         elif expert.kind == "transcript":
             speech = self.model(opts["speech_model"])
