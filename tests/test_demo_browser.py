@@ -85,7 +85,36 @@ def test_browser_text_search_ranks_the_cat_first(page, artifacts):
     page.screenshot(path=artifacts / "02-search-a-cat.png", full_page=True)
 
 
-def test_browser_cards_filter_to_audio_and_open_one(page, artifacts):
+def _text_search(page, query: str) -> None:
+    page.locator("#query-text textarea").fill(query)
+    page.locator("#search-button").click()
+
+
+def test_browser_photo_query_ranks_the_same_photo_first(page, server, artifacts):
+    from zoo import gallery
+
+    page.goto(server[0])
+    page.locator("#search-status").get_by_text("gallery items indexed").wait_for()
+    coffee = next(p for p in gallery.photos() if p.name == "coffee")
+    page.locator("#query-image input[type=file]").set_input_files(str(coffee.path))
+    page.locator("#search-button").click()
+    sync_api.expect(page.locator("#search-note")).to_contain_text("best: coffee", timeout=STEP_TIMEOUT_MS)
+    page.screenshot(path=artifacts / "05-search-coffee-photo.png", full_page=True)
+
+
+@pytest.mark.parametrize(("query", "best", "shot"), [("a donut shape", "best: torus", "06-search-donut.png"),
+                                                     ("expect a lot of rainfall later tomorrow", "best: weather",
+                                                      "07-search-spoken-paraphrase.png")])
+def test_browser_shape_and_speech_queries(page, server, artifacts, query, best, shot):
+    page.goto(server[0])
+    page.locator("#search-status").get_by_text("gallery items indexed").wait_for()
+    _text_search(page, query)
+    sync_api.expect(page.locator("#search-note")).to_contain_text(best, timeout=STEP_TIMEOUT_MS)
+    page.screenshot(path=artifacts / shot, full_page=True)
+
+
+def test_browser_cards_filter_to_audio_and_open_one(page, server, artifacts):
+    page.goto(server[0])
     page.get_by_role("tab", name="Cards").click()
     box = page.locator("#cards-modality input")
     box.click()
@@ -152,6 +181,7 @@ def test_concurrent_searches_match_serial_ones(server):
 
 def test_screenshots_were_written(artifacts):
     shots = sorted(p.name for p in artifacts.glob("*.png"))
-    assert shots == ["01-search-ready.png", "02-search-a-cat.png", "03-cards-audio.png", "04-card-open.png"]
+    assert shots == ["01-search-ready.png", "02-search-a-cat.png", "03-cards-audio.png", "04-card-open.png",
+                     "05-search-coffee-photo.png", "06-search-donut.png", "07-search-spoken-paraphrase.png"]
     keep = Path("/tmp/zoo-demo-screenshots")  # a stable copy for people reading the test log
     shutil.copytree(artifacts, keep, dirs_exist_ok=True)
