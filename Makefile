@@ -1,4 +1,4 @@
-# Two commands need nothing before them on a fresh clone:
+# These need nothing before them on a fresh clone:
 #   make test   sets up .venv if needed, then runs the test suite
 #   make bench  sets up .venv if needed, then runs the text throughput benchmark
 #   make demo   sets up .venv if needed, then starts the Gradio demo on http://127.0.0.1:7860
