@@ -1,4 +1,4 @@
-"""The ``zoo`` command line: list, card, embed, fetch, compat, demo.
+"""The ``zoo`` command line: list, card, embed, embed-dataset, fetch, compat, demo.
 
 Errors print one line on stderr and exit non-zero: 2 for a bad command line, 1 for a zoo
 error (unknown model, missing weights, bad input), 130 on Ctrl-C.
@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="write the vectors to this .npy file")
     s.add_argument("--trust-remote-code", action="store_true", help="consent to run the model repo's code")
     s.set_defaults(func=_cmd_embed)
+
+    from zoo import scale
+
+    s = sub.add_parser("embed-dataset", help="embed a Parquet text column or a folder/glob of files on Ray Data "
+                       "(resumable; needs the scale extra)")
+    scale.add_arguments(s)  # positional model, source, output + options; sets func
 
     s = sub.add_parser("fetch", help="download a model's pinned files into the Hugging Face cache")
     s.add_argument("name")
