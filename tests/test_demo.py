@@ -13,7 +13,6 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from tests.fixtures.hub import offline_hub  # noqa: F401
 from zoo import demo as zdemo
 from zoo.demo import DemoApp, build_demo
 
@@ -23,7 +22,7 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, offline_hub) -> DemoApp:  # noqa: F811
+def app(tmp_path_factory, offline_hub) -> DemoApp:
     return DemoApp(shared_cache(tmp_path_factory))
 
 
