@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import string
 import sys
 import time
 from pathlib import Path
@@ -33,24 +32,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, write_result  # noqa: E402
 
+from zoo.adapters.whisper import word_errors  # noqa: E402
+
 MODEL = "whisper-tiny-en"
 SR = 16_000
 COMPUTE_TYPES = ("float32", "int8")
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "zoo" / "data" / "speech" / "manifest.json"
-
-
-def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(word edits, reference words) after lower-casing and removing punctuation."""
-    def words(text: str) -> list[str]:
-        return text.lower().translate(str.maketrans("", "", string.punctuation)).split()
-
-    ref, hyp = words(reference), words(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1], len(ref)
 
 
 def wer(references: list[str], hypotheses: list[str]) -> float:

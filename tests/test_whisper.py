@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import string
 from importlib import metadata
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import torch
 
 import zoo
 from tests.fixtures.tiny_whisper import tiny_whisper_cache  # noqa: F401 (the session fixture "tiny_whisper")
-from zoo.adapters.whisper import CHUNK_SAMPLES, WhisperEmbedder, real_frames
+from zoo.adapters.whisper import CHUNK_SAMPLES, WhisperEmbedder, real_frames, transcript_words, word_errors
 from zoo.audio import load_audio
 from zoo.modelcard import card_from_dict
 from zoo.sources import Resolved
@@ -52,20 +51,6 @@ def row_cos(a, b) -> np.ndarray:
     return (unit(a) * unit(b)).sum(-1)
 
 
-def words(text: str) -> list[str]:
-    """Lower-cased words without punctuation."""
-    return text.lower().translate(str.maketrans("", "", string.punctuation)).split()
-
-
-def word_error_rate(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(word edits, reference words): Levenshtein distance over ``words`` of the two texts."""
-    ref, hyp = words(reference), words(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1], len(ref)
 
 
 def tone(seconds: float, rate: int = SR, freq: float = 440.0, seed: int = 0) -> np.ndarray:
@@ -306,7 +291,7 @@ def test_real_weights_are_the_pinned_package_files(tiny_en):
 
 def test_real_weights_transcribe_espeak_speech(tiny_en, speech):
     texts = tiny_en.transcribe([c["path"] for c in speech])
-    edits, words = map(sum, zip(*(word_error_rate(c["text"], t) for c, t in zip(speech, texts, strict=True)),
+    edits, words = map(sum, zip(*(word_errors(c["text"], t) for c, t in zip(speech, texts, strict=True)),
                                 strict=True))
     assert edits / words < 0.25, list(zip([c["text"] for c in speech], texts, strict=True))
 
@@ -317,12 +302,12 @@ def test_real_weights_long_audio_is_transcribed_and_pooled_chunk_by_chunk(tiny_e
     joined = np.concatenate([part for clip in clips for part in (clip, gap)])
     assert len(joined) > CHUNK_SAMPLES
     text = tiny_en.transcribe([(joined, SR)])[0]
-    edits, n = word_error_rate(" ".join(c["text"] for c in speech), text)
+    edits, n = word_errors(" ".join(c["text"] for c in speech), text)
     assert edits / n < 0.25, text
     starts = np.cumsum([len(c) + len(gap) for c in clips]) - len(clips[-1]) - len(gap)
     after = [c["text"] for c, start in zip(speech, starts, strict=True) if start >= CHUNK_SAMPLES]
-    found = set(words(text))
-    assert after and all(np.mean([w in found for w in words(t)]) >= 0.5 for t in after), (after, text)
+    found = set(transcript_words(text))
+    assert after and all(np.mean([w in found for w in transcript_words(t)]) >= 0.5 for t in after), (after, text)
     vec = tiny_en.embed([(joined, SR)], normalize=False).vectors[0]
     hidden = tiny_en.backend.encode(tiny_en.features([joined[:CHUNK_SAMPLES], joined[CHUNK_SAMPLES:]]))
     k = real_frames(len(joined) - CHUNK_SAMPLES)

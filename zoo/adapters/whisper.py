@@ -324,3 +324,22 @@ class WhisperEmbedder(BaseEmbedder):
             langs = self.backend.detect_language(features)
         prompts = [self.prompt(lang, task) for lang in langs]
         return self.backend.generate(features, prompts, beam_size=beam_size, max_new_tokens=max_new_tokens)
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+def transcript_words(text: str) -> list[str]:
+    """A transcript's words for scoring: lower-cased, punctuation removed."""
+    import string
+
+    return text.lower().translate(str.maketrans("", "", string.punctuation)).split()
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(word edits, reference words): the Levenshtein distance over the two texts' words; WER = edits / words."""
+    ref, hyp = transcript_words(reference), transcript_words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1], len(ref)
