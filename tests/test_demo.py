@@ -107,13 +107,29 @@ def test_bad_uploads_are_gr_errors_and_the_app_keeps_working(search, tmp_path):
     assert _top(search, text="a cat")[0] == "chelsea"
 
 
-def test_unavailable_model_says_so(app, search):
-    reason = app.unavailable_reason("clip-vit-l-14-openai")
+@pytest.fixture
+def unfetched_card():
+    """A hub card whose weights no test fixture writes (the session's hub cache holds tiny copies of many)."""
+    import dataclasses
+
+    from zoo import registry
+    from zoo.modelcard import Source
+
+    base = registry.card("clip-vit-l-14-openai")
+    card = dataclasses.replace(base, name="unfetched-clip", space="unfetched-clip", path="",
+                               sources=(Source(kind="hub", repo="nobody/unfetched-clip", revision="0" * 40),))
+    registry.register(card)
+    yield card.name
+    registry.unregister(card.name)
+
+
+def test_unavailable_model_says_so(app, search, unfetched_card):
+    reason = app.unavailable_reason(unfetched_card)
     assert reason and "not available offline" in reason
     with pytest.raises(gr.Error, match="not available offline"):
-        _top(search, model="clip-vit-l-14-openai", text="a cat")
+        _top(search, model=unfetched_card, text="a cat")
     labels = dict((v, k) for k, v in zdemo.model_choices())
-    assert labels["clip-vit-l-14-openai"].endswith("(weights not offline)")
+    assert labels[unfetched_card].endswith("(weights not offline)")
 
 
 def test_user_files_join_the_gallery(app, search, tmp_path):
