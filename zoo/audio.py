@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zoo._limits import read_checked
 from zoo.errors import InputTooLargeError, InvalidInputError
 
 #: Largest encoded audio file the zoo reads (10 minutes of 48 kHz 16-bit stereo WAV fits).
@@ -314,26 +315,6 @@ def _from_waveform(wave: Any, rate: Any, index: int, max_seconds: float):
     return mono, int(rate)
 
 
-def _encoded_bytes(item: Any, index: int) -> bytes:
-    if isinstance(item, (str, os.PathLike)):
-        path = Path(item)
-        if not path.is_file():
-            raise InvalidInputError(f"no such audio file: {str(path)!r}", index=index)
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise InputTooLargeError(f"audio file is {size:,} bytes, over the limit of {MAX_FILE_BYTES:,}",
-                                     index=index, limit=MAX_FILE_BYTES)
-        data = path.read_bytes()
-    else:
-        data = bytes(item)
-    if len(data) > MAX_FILE_BYTES:
-        raise InputTooLargeError(f"audio data is {len(data):,} bytes, over the limit of {MAX_FILE_BYTES:,}",
-                                 index=index, limit=MAX_FILE_BYTES)
-    if not data:
-        raise InvalidInputError("audio data is empty", index=index)
-    return data
-
-
 def load_audio(item: Any, *, target_rate: int, index: int = 0, max_seconds: float | None = None,
                sandbox: bool = True):
     """Turn one user item into float32 mono samples at ``target_rate``, or raise an error naming ``index``.
@@ -354,7 +335,7 @@ def load_audio(item: Any, *, target_rate: int, index: int = 0, max_seconds: floa
     if isinstance(item, tuple) and len(item) == 2:
         mono, rate = _from_waveform(item[0], item[1], index, max_seconds)
     elif isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
-        data = _encoded_bytes(item, index)
+        data = read_checked(item, index, what="audio", limit=MAX_FILE_BYTES)
         if sandbox:
             mono, rate = _decode_sandboxed(data, max_seconds, index)
         else:

@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from zoo._limits import checked_bytes, checked_path
 from zoo.errors import InputTooLargeError, InvalidInputError
 
 #: Largest image (width x height) the zoo decodes: 40 megapixels, e.g. 8000 x 5000.
@@ -137,23 +138,8 @@ def _from_array(arr: Any, index: int):
 def _encoded_source(item: Any, index: int) -> Path | bytes:
     """A path or bytes item, checked for existence and size before anything is read."""
     if isinstance(item, (str, os.PathLike)):
-        path = Path(item)
-        if not path.is_file():
-            raise InvalidInputError(f"no such image file: {str(path)!r}", index=index)
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise InputTooLargeError(f"image file is {size:,} bytes, over the limit of {MAX_FILE_BYTES:,}",
-                                     index=index, limit=MAX_FILE_BYTES)
-        if size == 0:
-            raise InvalidInputError(f"image file {str(path)!r} is empty", index=index)
-        return path
-    data = bytes(item)
-    if len(data) > MAX_FILE_BYTES:
-        raise InputTooLargeError(f"image data is {len(data):,} bytes, over the limit of {MAX_FILE_BYTES:,}",
-                                 index=index, limit=MAX_FILE_BYTES)
-    if not data:
-        raise InvalidInputError("image data is empty", index=index)
-    return data
+        return checked_path(item, index, what="image", limit=MAX_FILE_BYTES)
+    return checked_bytes(item, index, what="image", limit=MAX_FILE_BYTES)
 
 
 def probe_image(item: str | os.PathLike | bytes, *, index: int = 0) -> tuple[int, int]:

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo._limits import read_checked
 from zoo.errors import InputTooLargeError, InvalidInputError, require
 
 #: Largest point or mesh file read, in bytes.
@@ -101,26 +102,11 @@ def _with_colour(cloud: np.ndarray, default_rgb: float) -> np.ndarray:
 # ---------------------------------------------------------------------------- files
 def _read_bytes(item: Any, index: int) -> tuple[bytes, str]:
     """The item's bytes and its lower-case suffix ('' for raw bytes), with the size cap applied."""
-    if isinstance(item, (str, os.PathLike)):
-        path = Path(item)
-        if not path.is_file():
-            raise InvalidInputError(f"no such point-cloud or mesh file: {str(path)!r}", index=index)
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise InputTooLargeError(f"file is {size:,} bytes, over the limit of {MAX_FILE_BYTES:,}",
-                                     index=index, limit=MAX_FILE_BYTES)
-        data, suffix = path.read_bytes(), path.suffix.lower()
-        if suffix not in CLOUD_SUFFIXES + MESH_SUFFIXES:
-            raise InvalidInputError(f"unsupported point-cloud file type {suffix!r} "
-                                    f"(use one of {', '.join(CLOUD_SUFFIXES + MESH_SUFFIXES[:-1])})", index=index)
-    else:
-        data, suffix = bytes(item), ""
-        if len(data) > MAX_FILE_BYTES:
-            raise InputTooLargeError(f"data is {len(data):,} bytes, over the limit of {MAX_FILE_BYTES:,}",
-                                     index=index, limit=MAX_FILE_BYTES)
-    if not data:
-        raise InvalidInputError("point-cloud data is empty", index=index)
-    return data, suffix
+    suffix = Path(item).suffix.lower() if isinstance(item, (str, os.PathLike)) else ""
+    if suffix and suffix not in CLOUD_SUFFIXES + MESH_SUFFIXES:
+        raise InvalidInputError(f"unsupported point-cloud file type {suffix!r} "
+                                f"(use one of {', '.join(CLOUD_SUFFIXES + MESH_SUFFIXES[:-1])})", index=index)
+    return read_checked(item, index, what="point-cloud", limit=MAX_FILE_BYTES), suffix
 
 
 def _sniff(data: bytes) -> str:
