@@ -49,6 +49,25 @@ def _batches(n: int, batch_size: int, gen: torch.Generator):
             yield idx
 
 
+def _train(module: torch.nn.Module, loss_of, n: int, *, epochs: int, batch_size: int, lr: float,
+           gen: torch.Generator) -> list[float]:
+    """AdamW on ``loss_of(batch indices)`` over seeded shuffled batches; the mean loss of each epoch."""
+    opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=1e-4)
+    module.train()
+    history = []
+    for _ in range(epochs):
+        losses = []
+        for idx in _batches(n, batch_size, gen):
+            loss = loss_of(idx)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        history.append(float(np.mean(losses)))
+    module.eval()
+    return history
+
+
 def fit_projectors(network: BindNetwork, expert_id: str, x: np.ndarray, y: np.ndarray, *, epochs: int = 60,
                    batch_size: int = 64, lr: float = 1e-3, temperature: float = 0.05, seed: int = 0) -> list[float]:
     """Train every head of ``expert_id`` to map the expert's vectors ``x`` (N, d) onto ``y`` (N, out_dim).
@@ -68,19 +87,8 @@ def fit_projectors(network: BindNetwork, expert_id: str, x: np.ndarray, y: np.nd
                 elif isinstance(m, torch.nn.BatchNorm1d):
                     m.reset_parameters()
                     m.reset_running_stats()
-        opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
-        head.train()
-        history = []
-        for _ in range(epochs):
-            losses = []
-            for idx in _batches(len(xt), batch_size, gen):
-                loss = info_nce(head(xt[idx]), yt[idx], temperature)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
-            history.append(float(np.mean(losses)))
-        head.eval()
+        history = _train(head, lambda idx, head=head: info_nce(head(xt[idx]), yt[idx], temperature), len(xt),
+                         epochs=epochs, batch_size=batch_size, lr=lr, gen=gen)
     network.eval()
     return history
 
@@ -104,21 +112,14 @@ def fit_router(network: BindNetwork, modality: str, vectors: Mapping[str, np.nda
         projected = torch.stack([network.project(e, tensors[e], renormalize=e in route.renormalize)
                                  for e in route.experts], dim=1)
     router = getattr(network, route.router_key)
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(router.parameters(), lr=lr, weight_decay=1e-4)
-    router.train()
-    history = []
-    for _ in range(epochs):
-        losses = []
-        for idx in _batches(len(yt), batch_size, gen):
-            scores = router(torch.cat([tensors[e][idx] for e in route.router_inputs], dim=1))
-            w = F.softmax(scores * route.scale, dim=-1)
-            loss = info_nce((projected[idx] * w.unsqueeze(2)).sum(dim=1), yt[idx], temperature)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        history.append(float(np.mean(losses)))
+
+    def loss(idx: torch.Tensor) -> torch.Tensor:
+        scores = router(torch.cat([tensors[e][idx] for e in route.router_inputs], dim=1))
+        w = F.softmax(scores * route.scale, dim=-1)
+        return info_nce((projected[idx] * w.unsqueeze(2)).sum(dim=1), yt[idx], temperature)
+
+    history = _train(router, loss, len(yt), epochs=epochs, batch_size=batch_size, lr=lr,
+                     gen=torch.Generator().manual_seed(seed))
     network.eval()
     return history
 
