@@ -460,7 +460,10 @@ class DemoApp:
                 return self._indexes[name]
             modalities = set(registry.card(name).modalities)
             items = [it for it in self.gallery.items(progress) if it.modality in modalities]
-            cache = VectorCache(self.cache_dir / "vectors" / f"{_safe_name(name)}.npz")
+            # keyed by the card's content too, so a changed card (weights, prompts, labels) never reuses old vectors
+            card = json.dumps(registry.card(name).to_dict() | {"path": ""}, sort_keys=True, default=str).encode()
+            digest = hashlib.sha256(card).hexdigest()[:12]
+            cache = VectorCache(self.cache_dir / "vectors" / f"{_safe_name(name)}-{digest}.npz")
             table = cache.lookup()
             keys = [it.content_key() for it in items]
             missing = [(it, k) for it, k in zip(items, keys, strict=True) if k not in table]
