@@ -372,8 +372,8 @@ _SUFFIXES = {
 def _guess_modality(item: Any) -> str | None:
     """The modality an item plainly is, or None when it could be several (raw bytes, odd objects)."""
     if isinstance(item, (str, Path)):
-        suffix = Path(item).suffix.lower()
-        if Path(item).is_file():
+        suffix = Path(item).suffix.lower() if len(str(item)) < 4096 else ""
+        if suffix and Path(item).is_file():  # only strings with a file suffix cost a stat
             return next((m for m, sfx in _SUFFIXES.items() if suffix in sfx), None)
         return "text" if isinstance(item, str) else None
     if isinstance(item, tuple) and len(item) == 2:
