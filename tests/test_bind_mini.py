@@ -101,3 +101,18 @@ def test_modality_is_inferred_from_plain_items(bind, tmp_path):
     assert bind._infer_modality([np.random.default_rng(0).normal(size=(100, 3))]) == "points"
     with pytest.raises(zoo.InvalidInputError, match="say which with modality="):
         bind._infer_modality([photo, clip])
+
+
+def test_cached_rows_keep_their_vectors_and_say_their_expert_weights_are_unknown(bind, tmp_path):
+    from zoo.cache import EmbeddingCache
+
+    clips = [str(c.path) for c in gallery.speech_clips()[:3]]
+    cache = EmbeddingCache(tmp_path / "cache.sqlite")
+    bind.embed(clips[:1], modality="audio", cache=cache)
+    mixed = bind.embed(clips, modality="audio", cache=cache)  # clip 0 cached, clips 1 and 2 embedded
+    plain = bind.embed(clips, modality="audio")
+    assert mixed.info["cache_hits"] == 1 and mixed.info["cache_misses"] == 2
+    np.testing.assert_allclose(mixed.vectors, plain.vectors, atol=1e-6)
+    weights = mixed.info["expert_weights"]
+    assert weights.shape == plain.info["expert_weights"].shape and np.isnan(weights[0]).all()
+    np.testing.assert_allclose(weights[1:], plain.info["expert_weights"][1:], atol=1e-6)

@@ -1,5 +1,6 @@
 """The demo's logic and handlers, called directly (no server): search by text, image, paraphrase and shape,
-refusals that reach the user as gr.Error, user uploads, the cards and spaces tabs, and the on-disk vector cache.
+refusals that reach the user as gr.Error, user uploads, the cards and spaces tabs, and the gallery's vector
+store and embedding cache on disk.
 
 The gallery is prepared once per session under pytest's base temp folder and shared with
 tests/test_demo_browser.py, which then starts from cached vectors, as a restarted demo does.
@@ -138,6 +139,10 @@ def test_user_files_join_the_gallery(app, search, tmp_path):
     added = app.add_files("zoo-bind-mini", [str(note)])
     assert added[0].kind == "text"
     assert _top(search, text="the diary of a lighthouse keeper")[0] == "note.txt"
+    rows = len(app.collection("zoo-bind-mini"))
+    app.add_files("zoo-bind-mini", [str(note)])  # the same file again is stored once
+    assert len(app.collection("zoo-bind-mini")) == rows
+    assert [h.item.title for h in app.search(text="the diary of a lighthouse keeper")[0]].count("note.txt") == 1
     page = tmp_path / "page.html"
     page.write_text("<script>alert(1)</script>")
     with pytest.raises(ValueError, match="not accepted"):
@@ -145,16 +150,52 @@ def test_user_files_join_the_gallery(app, search, tmp_path):
     assert not any(p.suffix == ".html" for p in app.gallery.user_dir.iterdir())
 
 
-def test_restart_reuses_cached_vectors(app, search, monkeypatch):
-    _top(search, text="a cat")  # the index exists on disk
-    restarted = DemoApp(app.cache_dir)
+def _count_embeds(app: DemoApp, monkeypatch) -> list[tuple[str, int]]:
+    """Watch the model's uncached embed calls: (modality, number of inputs) per call."""
     calls = []
-    real = restarted.embed
-    monkeypatch.setattr(restarted, "embed", lambda name, payloads, modality: calls.append(modality) or
-                        real(name, payloads, modality))
+    model = app.model("zoo-bind-mini")
+    real = type(model).embed
+
+    def watched(self, inputs, *args, **kwargs):
+        if kwargs.get("cache") is None:
+            calls.append((kwargs.get("modality"), len(inputs)))
+        return real(self, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "embed", watched)
+    return calls
+
+
+def test_restart_reuses_the_stored_vectors(app, search, monkeypatch):
+    _top(search, text="a cat")  # the collection exists on disk
+    restarted = DemoApp(app.cache_dir)
+    calls = _count_embeds(restarted, monkeypatch)
     hits, _ = restarted.search("zoo-bind-mini", text="a cat")
-    assert hits[0].item.title == "chelsea"
-    assert calls == ["text"]  # only the query was embedded
+    assert hits[0].item.title == "chelsea" and hits[0].experts == "image-conse"
+    assert calls == [("text", 1)]  # only the query was embedded
+
+
+def test_a_lost_store_is_refilled_from_the_embedding_cache(app, search, monkeypatch, tmp_path):
+    expected = [(h.item.title, round(h.score, 5)) for h in app.search(text="a cat")[0]]
+    copy = tmp_path / "demo-cache"
+    shutil.copytree(app.cache_dir, copy, ignore=shutil.ignore_patterns("store", "tmp"))
+    restarted = DemoApp(copy)
+    calls = _count_embeds(restarted, monkeypatch)
+    hits, _ = restarted.search("zoo-bind-mini", text="a cat")
+    assert [(h.item.title, round(h.score, 5)) for h in hits] == expected
+    assert calls == [("text", 1)]  # every gallery vector came from the cache
+    assert restarted.cache.hits == len(restarted.collection("zoo-bind-mini")) and restarted.cache.misses == 0
+    assert hits[0].experts == "zoo-bind-mini"  # the cache keeps vectors, not which experts made them
+
+
+def test_a_changed_card_gets_a_new_collection(app, monkeypatch):
+    import dataclasses
+
+    from zoo import registry
+
+    name = app.collection("zoo-bind-mini").name
+    card = registry.card("zoo-bind-mini")
+    monkeypatch.setattr(registry, "card", lambda n: dataclasses.replace(card, description=card.description + "!"))
+    assert app.collection("zoo-bind-mini").name != name
 
 
 def test_cards_filters_and_details(app):

@@ -44,7 +44,7 @@ def server(tmp_path_factory):
 
     start = time.perf_counter()
     app = DemoApp(tmp_path_factory.getbasetemp() / "demo-cache")
-    state = "cached" if (app.cache_dir / "vectors").is_dir() else "cold"
+    state = "cached" if (app.cache_dir / "embeddings.sqlite").is_file() else "cold"
     demo = build_demo(app)
     port = _free_port()
     demo.launch(server_port=port, prevent_thread_lock=True, quiet=True, **launch_options(app))
@@ -136,14 +136,14 @@ def test_file_route_serves_only_the_gallery(server):
 
     url, app = server
     gallery_file = next((app.gallery_dir / "photos").glob("*.png"))
-    vectors = next((app.cache_dir / "vectors").glob("*.npz"))
+    vectors = app.cache_dir / "embeddings.sqlite"
     ok = httpx.get(f"{url}/gradio_api/file={gallery_file}", timeout=30)
     assert ok.status_code == 200 and ok.content == gallery_file.read_bytes()
     g = str(app.gallery_dir)
     for probe in ["/etc/passwd", "/ETC/PASSWD", "/etc/../etc/passwd", f"{g}/../../../../../etc/passwd",
                   f"{g}/..%2f..%2f..%2f..%2f..%2fetc%2fpasswd", f"{g}%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
                   f"{g}/..%2F..%2F..%2F..%2F..%2Fetc/passwd", f"{g.upper()}/../../../../../etc/passwd",
-                  str(vectors), f"{g}/../vectors/{vectors.name}", "file:///etc/passwd"]:
+                  str(vectors), f"{g}/../{vectors.name}", "file:///etc/passwd"]:
         r = httpx.get(f"{url}/gradio_api/file={probe}", timeout=30)
         assert r.status_code in (400, 403, 404), (probe, r.status_code)
         assert b"root:" not in r.content

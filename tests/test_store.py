@@ -47,6 +47,9 @@ def test_exact_search_scores_are_numpy_cosines_in_order_and_survive_reopening(tm
     ids = coll.add(_emb(x[:300]), [f"doc {i}" for i in range(300)], [{"n": i} for i in range(300)])
     ids += coll.add(_emb(x[300:]), [f"doc {i}" for i in range(300, 500)])
     assert ids == list(range(500)) and len(coll) == 500 and coll.space == "space-a" and coll.dim == DIM
+    listed = coll.rows()
+    assert [r[0] for r in listed] == ids
+    assert listed[7] == (7, "doc 7", {"n": 7}) and listed[400] == (400, "doc 400", {})
 
     expected = _cosine(q, x)
     for hits_of in (coll.search(_emb(q), k=10), VectorStore(tmp_path / "db").collection("docs").search(q, k=10)):

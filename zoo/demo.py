@@ -5,11 +5,13 @@ Three tabs, all offline:
 - **Search**: a gallery prepared on first run into the app's own cache folder (the skimage sample
   photos, the project's 12 speech clips, generated 3D shapes exported as ``.glb``, code and
   docstrings from Python's standard library, a few short texts), indexed with the chosen model
-  (default ``zoo-bind-mini``). Vectors are cached on disk per model and per item content, so a
-  restart re-embeds nothing. A query is a text, an image, a sound or a 3D file (several are
-  averaged); results show thumbnails, players, a 3D preview, scores and the experts that made the
-  item's vector (``embed(...).info["experts"]`` / ``["expert_weights"]`` of binding composites).
-  Users may add their own files. Models whose weights are not on this machine are listed, and
+  (default ``zoo-bind-mini``). Each model's vectors live in a :mod:`zoo.store` collection (with
+  the experts that made them) and every embedding goes through the :mod:`zoo.cache` embedding
+  cache, both on disk under the cache folder, so a restart re-embeds nothing. A query is a text,
+  an image, a sound or a 3D file (several are averaged); results show thumbnails, players, a 3D
+  preview, scores and the experts that made the item's vector (``embed(...).info["experts"]`` /
+  ``["expert_weights"]`` of binding composites). Users may add their own files. Models whose
+  weights are not on this machine are listed, and
   say so instead of failing.
 - **Cards**: every registered card, filtered by modality, licence, offline readiness, size and
   width, with free-text search, the rendered card, its sources and a ``zoo.load`` snippet.
@@ -367,37 +369,14 @@ def _decode_text(data: bytes, name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- vectors
-class VectorCache:
-    """Vectors of one model on disk, keyed by item content: ``vectors/<model>.npz`` (no pickles)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.keys: list[str] = []
-        self.vectors = np.zeros((0, 0), dtype=np.float32)
-        self.experts: list[str] = []
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as f:
-                self.keys, self.vectors, self.experts = list(f["keys"]), f["vectors"], list(f["experts"])
-
-    def lookup(self) -> dict[str, tuple[np.ndarray, str]]:
-        return {k: (self.vectors[i], self.experts[i]) for i, k in enumerate(self.keys)}
-
-    def save(self, table: dict[str, tuple[np.ndarray, str]]) -> None:
-        keys = sorted(table)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp.npz")
-        np.savez(tmp, keys=np.array(keys, dtype=str), experts=np.array([table[k][1] for k in keys], dtype=str),
-                 vectors=np.stack([table[k][0] for k in keys]).astype(np.float32))
-        tmp.replace(self.path)
-
-
 def expert_labels(info: dict, n: int, fallback: str) -> list[str]:
     """One label per vector naming its experts and their weights ("speech-transcript 0.55 + ...")."""
     experts, weights = info.get("experts"), info.get("expert_weights")
     if not experts or weights is None:
         return [fallback] * n
-    weights = np.asarray(weights).reshape(n, len(experts))
-    return [" + ".join(f"{e} {w:.2f}" for e, w in sorted(zip(experts, row, strict=True), key=lambda t: -t[1]))
+    weights = np.asarray(weights, dtype=np.float64).reshape(n, len(experts))
+    return [fallback if np.isnan(row).any()  # a vector from the embedding cache: how it was made is not kept
+            else " + ".join(f"{e} {w:.2f}" for e, w in sorted(zip(experts, row, strict=True), key=lambda t: -t[1]))
             if len(experts) > 1 else experts[0] for row in weights]
 
 
@@ -415,7 +394,28 @@ class DemoApp:
         self._models: dict[str, Any] = {}
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
-        self._indexes: dict[str, tuple[list[Item], np.ndarray, list[str]]] = {}
+        self._indexes: dict[str, tuple[dict[str, Item], Any]] = {}
+        self._cache = self._store = None
+
+    @property
+    def cache(self):
+        """The gallery's embedding cache (``cache/embeddings.sqlite``): content + space fingerprint -> vector."""
+        with self._guard:
+            if self._cache is None:
+                from zoo.cache import EmbeddingCache
+
+                self._cache = EmbeddingCache(self.cache_dir / "embeddings.sqlite")
+            return self._cache
+
+    @property
+    def store(self):
+        """The vector store (``cache/store``) holding one collection per model and card version."""
+        with self._guard:
+            if self._store is None:
+                from zoo.store import VectorStore
+
+                self._store = VectorStore(self.cache_dir / "store")
+            return self._store
 
     # -- models
     def model_lock(self, name: str) -> threading.RLock:
@@ -446,38 +446,46 @@ class DemoApp:
                 self._models[name] = load(name)
             return self._models[name]
 
-    def embed(self, name: str, payloads: Sequence, modality: str) -> tuple[np.ndarray, list[str]]:
+    def embed(self, name: str, payloads: Sequence, modality: str, *, cached: bool = False):
+        """Embeddings of the payloads and one expert label per row; ``cached`` goes through :attr:`cache`."""
         model = self.model(name)
         with self.model_lock(name):
-            e = model.embed(list(payloads), modality=modality)
-        return np.asarray(e.vectors, dtype=np.float32), expert_labels(e.info, len(e), name)
+            e = model.embed(list(payloads), modality=modality, cache=self.cache if cached else None)
+        return e, expert_labels(e.info, len(e), name)
 
     # -- index
-    def index(self, name: str, progress: Progress = _no_progress) -> tuple[list[Item], np.ndarray, list[str]]:
-        """The gallery items the model can embed, their vectors and expert labels (cached in memory and on disk)."""
+    def collection(self, name: str):
+        """The model's gallery collection. Named by the card's content too, so a changed card (weights,
+        prompts, labels) starts a new collection instead of mixing old vectors with new ones."""
+        card = json.dumps(registry.card(name).to_dict() | {"path": ""}, sort_keys=True, default=str).encode()
+        return self.store.collection(f"gallery-{_safe_name(name)}-{hashlib.sha256(card).hexdigest()[:12]}")
+
+    def index(self, name: str, progress: Progress = _no_progress) -> tuple[dict[str, Item], Any]:
+        """The gallery items the model can embed (by content key) and the collection holding their vectors.
+
+        Items already in the collection are not embedded again (a restart embeds nothing); the others
+        go through the embedding cache and are added with their expert labels.
+        """
         with self.model_lock(name):
             if name in self._indexes:
                 return self._indexes[name]
             modalities = set(registry.card(name).modalities)
-            items = [it for it in self.gallery.items(progress) if it.modality in modalities]
-            # keyed by the card's content too, so a changed card (weights, prompts, labels) never reuses old vectors
-            card = json.dumps(registry.card(name).to_dict() | {"path": ""}, sort_keys=True, default=str).encode()
-            digest = hashlib.sha256(card).hexdigest()[:12]
-            cache = VectorCache(self.cache_dir / "vectors" / f"{_safe_name(name)}-{digest}.npz")
-            table = cache.lookup()
-            keys = [it.content_key() for it in items]
-            missing = [(it, k) for it, k in zip(items, keys, strict=True) if k not in table]
-            for n, modality in enumerate(sorted({it.modality for it, _ in missing})):
-                group = [(it, k) for it, k in missing if it.modality == modality]
+            items = {it.content_key(): it for it in self.gallery.items(progress) if it.modality in modalities}
+            coll = self.collection(name)
+            stored = {meta.get("key") for _, _, meta in coll.rows()}
+            missing = [(k, it) for k, it in items.items() if k not in stored]
+            for n, modality in enumerate(sorted({it.modality for _, it in missing})):
+                group = [(k, it) for k, it in missing if it.modality == modality]
                 progress(n / max(len(missing), 1), f"embedding {len(group)} {modality} items with {name}")
-                vectors, labels = self.embed(name, [it.payload for it, _ in group], modality)
-                table.update({k: (v, lab) for (_, k), v, lab in zip(group, vectors, labels, strict=True)})
-            if missing:
-                cache.save(table)
-            result = (items, np.stack([table[k][0] for k in keys]), [table[k][1] for k in keys])
-            self._indexes[name] = result
+                self._add_rows(name, coll, group)
+            self._indexes[name] = (items, coll)
             progress(1.0, f"{len(items)} items indexed with {name}")
-            return result
+            return self._indexes[name]
+
+    def _add_rows(self, name: str, coll, group: list[tuple[str, Item]]) -> None:
+        e, labels = self.embed(name, [it.payload for _, it in group], group[0][1].modality, cached=True)
+        coll.add(e, [it.payload for _, it in group],
+                 [{"key": k, "experts": lab} for (k, _), lab in zip(group, labels, strict=True)])
 
     # -- search
     def query_vector(self, name: str, *, text: str | None = None, image: str | None = None,
@@ -500,8 +508,8 @@ class DemoApp:
         for modality, payload in parts:
             if modality not in card.modalities:
                 raise ValueError(f"{name} does not embed {modality} (it embeds {', '.join(card.modalities)})")
-            v, lab = self.embed(name, [payload], modality)
-            vectors.append(v[0])
+            e, lab = self.embed(name, [payload], modality)
+            vectors.append(e.vectors[0])
             labels.append(f"{modality}: {lab[0]}")
         q = np.mean(vectors, axis=0)
         return q / max(float(np.linalg.norm(q)), 1e-12), "; ".join(labels)
@@ -510,27 +518,39 @@ class DemoApp:
         """Top-k gallery hits for a query (text=, image=, audio=, shape=), and the query's expert label."""
         name = name or self.default_model
         q, query_experts = self.query_vector(name, **query)
-        items, vectors, labels = self.index(name)
-        scores = vectors @ q
-        order = np.argsort(-scores, kind="stable")[:k]
-        return [Hit(items[i], float(scores[i]), labels[i]) for i in order], query_experts
+        items, coll = self.index(name)
+        hits = coll.search(q, k=max(len(coll), 1))[0]  # every row (exact, best first), then the gallery's
+        found = [Hit(items[h.metadata["key"]], h.score, h.metadata["experts"]) for h in hits
+                 if h.metadata.get("key") in items]
+        return found[:k], query_experts
 
     def add_files(self, name: str, paths: Sequence[str]) -> list[Item]:
         """Add uploads to the gallery after embedding them (so undecodable files are refused, not stored)."""
         added = []
         for path in paths:
             item = self.gallery.add_user_file(Path(path))
+            if item.modality not in registry.card(name).modalities:
+                self._forget_file(item)
+                raise ValueError(f"{name} does not embed {item.modality} (it embeds "
+                                 f"{', '.join(registry.card(name).modalities)})")
+            items, coll = self.index(name)
             try:
-                self.embed(name, [item.payload], item.modality)
+                with self.model_lock(name):
+                    if item.content_key() not in items:  # the same file added twice is stored once
+                        self._add_rows(name, coll, [(item.content_key(), item)])
             except (ZooError, ValueError, OSError):
-                if item.path:
-                    Path(item.path).unlink(missing_ok=True)
+                self._forget_file(item)
                 raise
             self.gallery.remember(item)
             added.append(item)
         with self._guard:
-            self._indexes.clear()  # every model re-reads the gallery; cached vectors keep it fast
+            self._indexes.clear()  # every model re-reads the gallery; the store and the cache keep it fast
         return added
+
+    @staticmethod
+    def _forget_file(item: Item) -> None:
+        if item.path:
+            Path(item.path).unlink(missing_ok=True)
 
     # -- cards
     @staticmethod
@@ -705,9 +725,9 @@ def build_demo(app: DemoApp | None = None):
         reason = app.unavailable_reason(model)
         if reason:
             return f"**{reason}** Pick an offline-ready model to search.", []
-        items, _, _ = app.index(model, lambda f, d: progress(f, desc=d))
-        return f"{len(items)} gallery items indexed with **{model}**.", [(it.thumb, it.title) for it in items
-                                                                          if it.thumb]
+        items, _ = app.index(model, lambda f, d: progress(f, desc=d))
+        return f"{len(items)} gallery items indexed with **{model}**.", [(it.thumb, it.title)
+                                                                          for it in items.values() if it.thumb]
 
     @_guarded
     def search(model, text, image, audio, shape):

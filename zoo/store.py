@@ -214,6 +214,14 @@ class Collection:
             self._table.add(data)
         return list(range(start, start + len(vectors)))
 
+    def rows(self) -> list[tuple[int, str, dict]]:
+        """Every row's id, item and metadata, in id order (the vectors are left on disk)."""
+        if self._tbl() is None:
+            return []
+        data = self._tbl().search().select(["id", "item", "metadata"]).limit(None).to_arrow()
+        rows = zip(data["id"].to_pylist(), data["item"].to_pylist(), data["metadata"].to_pylist(), strict=True)
+        return sorted((i, item, json.loads(meta)) for i, item, meta in rows)
+
     def _check_space(self, space: str, action: str) -> None:
         if space != self.space:
             raise SpaceMismatchError(f"collection {self.name!r} holds vectors of space {self.space!r}; cannot "

@@ -210,6 +210,9 @@ class BaseEmbedder:
         hits = len(inputs) - len(todo)
         cache.hits, cache.misses = cache.hits + hits, cache.misses + len(todo)
         info = dict(out.info) if out is not None else {"similarity": self.card.similarity}
+        if out is not None and hits:
+            row = {k: r for r, k in enumerate(todo)}
+            info = _spread_rows(info, [row.get(k, -1) for k in keys])
         info.update(cache_hits=hits, cache_misses=len(todo))
         dim = call["dim"] or self.dim
         return Embeddings(vectors=np.stack([found[k] for k in keys]), space=self.space, model=self.name,
@@ -316,3 +319,21 @@ class BaseEmbedder:
             dim=vectors.shape[1],
             info=ctx.info,
         )
+
+
+def _spread_rows(info: dict[str, Any], rows: list[int]) -> dict[str, Any]:
+    """Per-row arrays of a cached call's info (one row per embedded miss) spread over every input.
+
+    ``rows[j]`` is input j's row among the misses, or -1 for a cache hit, whose row is NaN: the
+    cache keeps vectors, not how they were made (a binding composite's expert weights, say).
+    """
+    misses = max(rows) + 1
+    out = {}
+    for key, value in info.items():
+        if isinstance(value, np.ndarray) and value.ndim and len(value) == misses:
+            full = np.full((len(rows), *value.shape[1:]), np.nan)
+            hit = np.asarray(rows) >= 0
+            full[hit] = value[np.asarray(rows)[hit]]
+            value = full
+        out[key] = value
+    return out
