@@ -11,8 +11,7 @@ Three tabs, all offline:
   an image, a sound or a 3D file (several are averaged); results show thumbnails, players, a 3D
   preview, scores and the experts that made the item's vector (``embed(...).info["experts"]`` /
   ``["expert_weights"]`` of binding composites). Users may add their own files. Models whose
-  weights are not on this machine are listed, and
-  say so instead of failing.
+  weights are not on this machine are listed, and say so instead of failing.
 - **Cards**: every registered card, filtered by modality, licence, offline readiness, size and
   width, with free-text search, the rendered card, its sources and a ``zoo.load`` snippet.
 - **Spaces**: the compatibility heatmap (:mod:`zoo.compat`) of chosen text models over standard
