@@ -316,3 +316,15 @@ def test_pickle_only_snapshot_is_refused(tiny_vision, tmp_path):
     (folder / "open_clip_pytorch_model.bin").write_bytes(b"not loaded")
     with pytest.raises(zoo.UnsafeModelFileError, match="pickle"):
         zoo.load("clip-vit-b-32-laion2b", path=folder)
+
+
+def test_bf16_compute_stays_close_to_fp32_and_returns_float32(tiny_vision, photos):
+    name = OPEN_CLIP[0]
+    fp32, bf16 = zoo.load(name), zoo.load(name, compute_dtype="bfloat16")
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    for inputs in (list(photos.values())[:3], PROMPTS[:6]):
+        a, b = fp32.embed(inputs).vectors, bf16.embed(inputs).vectors
+        assert b.dtype == np.float32 and b.shape == a.shape
+        assert row_cos(a, b).min() > 0.99  # bf16 keeps 8 mantissa bits: close, not equal
+    with pytest.raises(zoo.InvalidInputError, match="compute_dtype"):
+        zoo.load(name, compute_dtype="float8")

@@ -31,7 +31,7 @@ import torch
 
 from zoo import images
 from zoo.adapters.base import BaseEmbedder, EmbedContext
-from zoo.adapters.text import check_texts
+from zoo.adapters.text import check_texts, torch_settings
 from zoo.errors import InputTooLargeError, IntegrityError, WeightsUnavailableError, require
 from zoo.modelcard import ModelCard
 from zoo.sources import Resolved, check_format
@@ -240,26 +240,29 @@ def weights_file(folder: Path, card: ModelCard) -> Path:
 class OpenCLIPEmbedder(BaseEmbedder):
     """An open_clip image-text model. A list of str is embedded as text, anything else as images.
 
-    Options (keyword-only): ``device`` ("cpu", "cuda", ...), ``workers`` (image decoding threads, default
-    min(4, CPUs); 0 decodes inline), ``trim_text`` (cut the text context on causal towers, default True).
+    Options (keyword-only): ``device`` ("cpu", "cuda", ...), ``compute_dtype`` ("float32", the default,
+    "float16" or "bfloat16": the weights and activations; vectors come back float32), ``workers`` (image
+    decoding threads, default min(4, CPUs); 0 decodes inline), ``trim_text`` (cut the text context on
+    causal towers, default True).
     """
 
-    def __init__(self, card: ModelCard, resolved: Resolved, *, device: str = "cpu", workers: int | None = None,
-                 trim_text: bool = True, trust_remote_code: bool = False, **options: Any):
+    def __init__(self, card: ModelCard, resolved: Resolved, *, device: str = "cpu", compute_dtype: str = "float32",
+                 workers: int | None = None, trim_text: bool = True, trust_remote_code: bool = False,
+                 **options: Any):
         super().__init__(card, resolved, **options)
         open_clip = require("open_clip", extra="vision", purpose=f"{card.name} (open_clip)")
         folder = Path(resolved.path)
         if not (folder / "open_clip_config.json").is_file():
             raise WeightsUnavailableError(f"{card.name}: {folder} has no open_clip_config.json")
         checkpoint = weights_file(folder, card)
-        self.device = torch.device(device)
+        self.device, self.compute_dtype = torch_settings(self, device, compute_dtype)
         self.workers = default_workers() if workers is None else int(workers)
         quick = bool(card.options.get("quick_gelu", False))
         with _quiet_open_clip():
             model, _, preprocess = open_clip.create_model_and_transforms(
                 f"local-dir:{folder}", load_weights=False, force_quick_gelu=quick, pretrained_text=False)
         open_clip.load_checkpoint(model, str(checkpoint), strict=True, weights_only=True)
-        self.model = model.eval().to(self.device)
+        self.model = model.eval().to(self.device, self.compute_dtype)
         self.preprocess = strip_safe(preprocess)
         self.tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
         out_dim = getattr(model.visual, "output_dim", card.dim)
@@ -288,7 +291,7 @@ class OpenCLIPEmbedder(BaseEmbedder):
         out, row = np.empty((len(items), self.dim), dtype=np.float32), 0
         for batch in prepared_batches(items, self._prepare, batch_size=ctx.batch_size or DEFAULT_IMAGE_BATCH,
                                       workers=self.workers):
-            emb = self.model.encode_image(batch.to(self.device))
+            emb = self.model.encode_image(batch.to(self.device, self.compute_dtype))
             out[row : row + len(emb)] = emb.float().cpu().numpy()
             row += len(emb)
         return out
