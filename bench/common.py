@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(os.environ.get("ZOO_BENCH_RESULTS") or Path(__file__).parent / "results")
+"""Where results go: ``bench/results`` unless ZOO_BENCH_RESULTS names another folder (quick runs)."""
 
 
 def machine() -> str:
@@ -100,4 +102,30 @@ def write_result(name: str, markdown: str) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.md"
     path.write_text(markdown, encoding="utf-8")
+    return path
+
+
+@dataclass
+class Row:
+    """One line of bench/RESULTS.md: a measurement, both sides, the ratio, the target and the fidelity check."""
+
+    measurement: str
+    ours: str
+    base: str
+    ratio: str  # "1.45x (pairs 7, min 1.44x, max 1.55x)", or why none is reported
+    target: str = ""
+    met: bool | None = None  # None: no target, or not decidable
+    fidelity: str = ""
+
+
+def ratio_met(paired: Paired, target: float) -> bool:
+    return statistics.median(paired.ratios) >= target
+
+
+def write_summary(name: str, command: str, rows: list[Row], notes: list[str] | tuple[str, ...] = ()) -> Path:
+    """``results/<name>.summary.json``: the rows ``zoo bench`` puts in bench/RESULTS.md."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.summary.json"
+    path.write_text(json.dumps({"name": name, "command": command, "rows": [asdict(r) for r in rows],
+                                "notes": list(notes)}, indent=1), encoding="utf-8")
     return path

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import alternate, machine, rss_mb, write_result  # noqa: E402
+from common import Row, alternate, machine, rss_mb, write_result, write_summary  # noqa: E402
 
 CARD = "clip-vit-b-32-laion2b"
 IMAGE_COS, TEXT_COS = 0.9999, 0.99999
@@ -237,6 +237,14 @@ def main() -> None:
     if not (img["ok"] and txt["ok"]):
         sys.exit(f"fidelity failed (images {img['min_cos']:.6f}, texts {txt['min_cos']:.6f}): no ratio reported")
     print(f"wrote {write_result('image_throughput' + ('_quick' if args.quick else ''), md)}")
+    write_summary("image_throughput", command, [
+        Row(f"CLIP ViT-B-32 images end to end, {img['n']:,} files (images/s)", f"{img['ours_per_s']:.1f}",
+            f"{img['base_per_s']:.1f}", img["ratio"], ">= 1.0x", img["ratio_median"] >= 1.0,
+            f"min row cosine {img['min_cos']:.6f}"),
+        Row(f"CLIP ViT-B-32 prompts, {txt['n']:,} ImageNet labels (prompts/s)", f"{txt['ours_per_s']:.1f}",
+            f"{txt['base_per_s']:.1f}", txt["ratio"], ">= 2x", txt["ratio_median"] >= 2.0,
+            f"min row cosine {txt['min_cos']:.6f}"),
+    ])
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import alternate, machine, write_result  # noqa: E402
+from common import Row, alternate, machine, write_result, write_summary  # noqa: E402
 
 
 def run(code: str) -> None:
@@ -40,6 +40,12 @@ def main() -> None:
     ])
     print(md)
     write_result("import_time", md)
+    ms = statistics.median(extra)
+    write_summary("import_time", "python bench/import_time.py", [
+        Row("`import zoo; zoo.list_models()` over a bare interpreter (ms)", f"{ms:.0f}", "0 (bare start)",
+            f"min {min(extra):.0f} ms, max {max(extra):.0f} ms over {pairs} pairs", "< 150 ms", ms < 150,
+            "imports neither torch nor numpy (tests/test_import.py)"),
+    ])
 
 
 if __name__ == "__main__":

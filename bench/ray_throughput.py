@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, write_result  # noqa: E402
+from common import Row, machine, write_result, write_summary  # noqa: E402
 from corpus import stdlib_sentences  # noqa: E402
 
 MODEL = "all-minilm-l6-v2"
@@ -156,6 +156,16 @@ def main() -> int:
     md = "\n".join(lines) + "\n"
     print(md)
     print(f"wrote {write_result('ray_throughput', md)}")
+    command = f"python {' '.join(['bench/ray_throughput.py', *sys.argv[1:]])}"
+    rows = []
+    for label in labels[1:]:
+        t = statistics.median(runs[label])
+        each = ", ".join(f"{b / x:.2f}x" for b, x in zip(runs[labels[0]], runs[label], strict=True))
+        ratio = f"{base / t:.2f}x (median of {args.rounds} rounds: {each})" if ok else "not reported: fidelity failed"
+        rows.append(Row(f"Ray Data job, {label.split(', ')[1]}, {len(texts):,} texts (s, end to end)", f"{t:.1f}",
+                        f"{base:.1f}", ratio, "report (overhead expected on 2 cores)", None,
+                        f"min row cosine {fidelity[label]:.6f}"))
+    write_summary("ray_throughput", command, rows)
     return 0 if ok else 1
 
 

@@ -1,4 +1,4 @@
-"""The ``zoo`` command line: list, card, embed, embed-dataset, fetch, compat, demo.
+"""The ``zoo`` command line: list, card, embed, embed-dataset, fetch, compat, demo, bench.
 
 Errors print one line on stderr and exit non-zero: 2 for a bad command line, 1 for a zoo
 error (unknown model, missing weights, bad input), 130 on Ctrl-C.
@@ -105,6 +105,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench_runner() -> Path:
+    """bench/run.py of the source checkout this zoo runs from (the benchmarks are not part of the wheel)."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        if (root / "bench" / "run.py").is_file():
+            return root / "bench" / "run.py"
+    raise ZooError("zoo bench runs the benchmarks of a source checkout: run it from the repository "
+                   "(no bench/run.py here or beside the installed package)")
+
+
+def _cmd_bench(options: list[str]) -> int:
+    import subprocess
+
+    return subprocess.run([sys.executable, str(bench_runner()), *options]).returncode
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zoo", description="embedding-zoo: one registry, one embed call.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -153,13 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=7860)
     s.add_argument("--model", default="zoo-bind-mini", help="the model that indexes the search gallery")
     s.set_defaults(func=_cmd_demo)
+
+    s = sub.add_parser("bench", help="run the benchmark suite and write bench/RESULTS.md (from a source checkout)",
+                       add_help=False)
+    s.add_argument("options", nargs=argparse.REMAINDER, help="bench/run.py's options: --quick, --only NAME..., --list")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        if argv[:1] == ["bench"]:  # every option after "bench" belongs to bench/run.py
+            return _cmd_bench(argv[1:])
+        args = parser.parse_args(argv)
         return args.func(args)
     except (ZooError, OSError) as exc:
         print(f"zoo: error: {exc}", file=sys.stderr)
