@@ -230,7 +230,7 @@ def main() -> None:
         labels = list(open_clip.IMAGENET_CLASSNAMES)[:n_labels]
         txt = text_bench(model, base, labels, args.pairs)
         print(f"RSS {rss_mb():.0f} MB")
-    command = "python bench/image_throughput.py" + (" --quick" if args.quick else "")
+    command = "python bench/image_throughput.py" + (" --quick" if args.quick else "") + f" --pairs {args.pairs}"
     md = report(img, txt, sizes, command, (load_start, os.getloadavg()[0]))
     print()
     print(md)

@@ -45,7 +45,7 @@ for i in range(1, calls + 1):
     last = run()
     if i % 250 == 0:
         points.append((i, rss_mb()))
-print(json.dumps({"points": points, "last": last.tolist()}))
+print(json.dumps({{"points": points, "last": last.tolist()}}))
 """
 
 

@@ -67,7 +67,7 @@ def machine_facts() -> list[str]:
     except (OSError, StopIteration):
         pass
     gpu = "no GPU used (CPU only)"
-    return [f"{machine()}, {mem}, {platform.system()} {platform.release()}; {gpu}"]
+    return [f"{machine()}, {mem}, {platform.system()}; {gpu}"]
 
 
 def run_one(bench: Bench, quick: bool, env: dict[str, str]) -> tuple[bool, float]:

@@ -274,7 +274,8 @@ def main() -> None:
     print()
     print(md)
     print(f"wrote {write_result(name, md)}")
-    write_summary(name, "python bench/text_throughput.py" + (" --quick" if args.quick else ""), summary(res))
+    command = "python bench/text_throughput.py" + (" --quick" if args.quick else "")
+    write_summary("text_throughput", command, summary(res))
     if not res["throughput"]["fidelity_ok"]:
         sys.exit("fidelity check failed: no ratio reported")
 
