@@ -1,6 +1,6 @@
 # These need nothing before them on a fresh clone:
 #   make test   sets up .venv if needed, then runs the test suite
-#   make bench  sets up .venv if needed, then runs the text throughput benchmark
+#   make bench  sets up .venv if needed, then runs the benchmark suite (zoo bench) into bench/RESULTS.md
 #   make demo   sets up .venv if needed, then starts the Gradio demo on http://127.0.0.1:7860
 PY := .venv/bin/python
 
@@ -16,7 +16,7 @@ lint: setup
 	.venv/bin/ruff check zoo tests bench
 
 bench: setup
-	$(PY) bench/text_throughput.py
+	$(PY) bench/run.py
 
 demo: setup
 	$(PY) -m demos.app
