@@ -143,7 +143,7 @@ def bench_size(n: int, args, rows: list, setup: list, sweep: list, summary: list
             hits, t = min((timed(lambda: coll.search(q, k=K, exact=False)) for _ in range(2)), key=lambda r: r[1])
             sweep.append((n, nprobes, recall(hits, truth), 1000 * t / len(q), ms_np / (1000 * t / len(q))))
         coll.nprobes = None
-        good = [r for r in sweep if r[0] == n and r[3] >= 0.95]
+        good = [r for r in sweep if r[0] == n and r[2] >= 0.95]
         if good:
             _, p_best, rec_best, ms_best, x_best = max(good, key=lambda r: r[4])
             summary.append(Row(f"search top-10, {n:,} x {DIM}: fastest nprobes of the sweep "
