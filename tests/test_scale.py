@@ -25,6 +25,8 @@ from tests.support import stdlib_sentences  # noqa: E402
 from zoo.errors import InvalidInputError, ZooError  # noqa: E402
 from zoo.scale import ShardEmbedder, card_sha256, cli_main, embed_dataset, plan_job  # noqa: E402
 
+pytestmark = pytest.mark.timeout(300)  # each test, its Ray fixtures included, or it fails with a traceback
+
 MODEL = "all-minilm-l6-v2"
 N_TEXTS = 300
 BAD_ROWS = (7, 130)  # None in a string column: not a text
