@@ -19,8 +19,9 @@ Two ways to search, chosen per call:
 
 - exact (below :data:`ANN_THRESHOLD` rows, without an index, or ``exact=True``): the
   collection's unit vectors are read once per table version into memory (4 * dim bytes a
-  row: 1.5 GB for a million 384-dim rows) and searched with a blocked matmul and
-  ``argpartition``. Scores are numpy's cosine. LanceDB's own flat scan
+  row: 1.5 GB for a million 384-dim rows), with the items and metadata as Arrow columns so
+  that hits need no second read, and searched with a blocked matmul and ``argpartition``.
+  Scores are numpy's cosine. LanceDB's own flat scan
   (``bypass_vector_index``) passes over the table once per query vector, which a BLAS
   matmul over the whole query batch beats; ``bench/search.py`` measures both.
 - approximate (``create_index()`` built and at least ANN_THRESHOLD rows, or ``exact=False``):
@@ -86,11 +87,24 @@ class SearchResults(list):
 
 @dataclass
 class _Snapshot:
-    """The unit vectors of one table version, in scan order, with their row ids."""
+    """One table version in memory, in scan order: row ids, unit vectors, and items and metadata as Arrow
+    columns (compact; a hit's row is a take from them instead of a read from disk)."""
 
     version: int
     ids: np.ndarray
     vectors: np.ndarray
+    rows: Any  # pyarrow Table of id, item, metadata
+
+    def __post_init__(self) -> None:
+        self.by_position = bool(np.array_equal(self.ids, np.arange(len(self.ids))))  # as ``add`` numbers rows
+
+    def take(self, ids: np.ndarray) -> dict[int, tuple[str, str]] | None:
+        """id -> (item, metadata JSON), or None unless the ids are the row positions."""
+        if not self.by_position:
+            return None
+        got = self.rows.take(ids)
+        return dict(zip(got["id"].to_pylist(), zip(got["item"].to_pylist(), got["metadata"].to_pylist(),
+                                                   strict=True), strict=True))
 
 
 class VectorStore:
@@ -285,7 +299,7 @@ class Collection:
         elif exact is False and not index_type:
             raise InvalidInputError(f"exact=False needs an index: call create_index() on {self.name!r} first")
         qi, ids, scores = self._exact(q, k, version) if exact else self._ann(q, k, index_type)
-        return self._hits(len(q), qi, ids, scores, stitch, exact)
+        return self._hits(len(q), qi, ids, scores, stitch, exact, version)
 
     def _into_space(self, query) -> tuple[Any, str | None]:
         """The query in the collection's space, and the name of the stitch that put it there (or None)."""
@@ -309,10 +323,11 @@ class Collection:
         """The table's unit vectors in memory, re-read when the table has a new version."""
         if self._snapshot is None or self._snapshot.version != version:
             self._snapshot = None  # free the old copy before reading the new one
-            data = self._tbl().search().select(["id", "vector"]).limit(None).to_arrow()
+            data = self._tbl().search().select(["id", "item", "metadata", "vector"]).limit(None).to_arrow()
             flat = data["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
             vectors = np.ascontiguousarray(flat, dtype=np.float32).reshape(data.num_rows, -1)
-            self._snapshot = _Snapshot(version, data["id"].to_numpy(), vectors)
+            self._snapshot = _Snapshot(version, data["id"].to_numpy(), vectors,
+                                       data.select(["id", "item", "metadata"]).combine_chunks())
         return self._snapshot
 
     def _exact(self, q: np.ndarray, k: int, version: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -335,22 +350,26 @@ class Collection:
         order = np.lexsort((ids, -scores, qi))  # per query: best first, ties by id
         return qi[order], ids[order], scores[order]
 
-    def _hits(self, m: int, qi, ids, scores, stitch: str | None, exact: bool) -> SearchResults:
-        rows = self._rows(np.unique(ids))
+    def _hits(self, m: int, qi, ids, scores, stitch: str | None, exact: bool, version: int) -> SearchResults:
+        rows = self._rows(np.unique(ids), version)
         out: list[list[Hit]] = [[] for _ in range(m)]
         for i, row_id, score in zip(qi.tolist(), ids.tolist(), scores.tolist(), strict=True):
             item, meta = rows[row_id]
             out[i].append(Hit(row_id, item, float(score), json.loads(meta) if meta != "{}" else {}, stitch))
         return SearchResults(out, stitch=stitch, exact=exact)
 
-    def _rows(self, ids: np.ndarray) -> dict[int, tuple[str, str]]:
+    def _rows(self, ids: np.ndarray, version: int) -> dict[int, tuple[str, str]]:
         """id -> (item, metadata JSON) for the given ids.
 
-        Ids are row offsets (given in insertion order, rows never deleted), so a take by offset finds
-        them; a filter on the id column is the fallback should that ever not hold.
+        From the in-memory snapshot when it holds this table version (exact search read it); else from
+        disk. Ids are row offsets (given in insertion order, rows never deleted), so a take by offset
+        finds them; a filter on the id column is the fallback should that ever not hold.
         """
         if not len(ids):
             return {}
+        snap = self._snapshot
+        if snap is not None and snap.version == version and (rows := snap.take(ids)) is not None:
+            return rows
         columns = ["id", "item", "metadata"]
         data = self._tbl().take_offsets(ids.tolist()).select(columns).to_arrow()
         if not np.array_equal(np.sort(data["id"].to_numpy()), ids):
