@@ -87,6 +87,14 @@ def run_one(bench: Bench, quick: bool, env: dict[str, str]) -> tuple[bool, float
     return ok, seconds
 
 
+def stamp(path: Path, started: str, begun: float) -> None:
+    """Note in a summary written since ``begun`` which suite run wrote it (a partial rerun's table then says
+    where its older rows come from)."""
+    if path.is_file() and path.stat().st_mtime >= begun:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        path.write_text(json.dumps(summary | {"run": started}, indent=1), encoding="utf-8")
+
+
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -112,7 +120,10 @@ def results_markdown(results: Path, status: dict[str, tuple[bool, float]], facts
                                                        else "no results yet"))
             continue
         summary = json.loads(path.read_text(encoding="utf-8"))
-        when = "" if bench.name in status else " (from an earlier run)"
+        if bench.name in status and summary.get("run") != started:  # an older file: this run wrote none
+            missing.append(f"- **{bench.name}**: wrote no summary in this run")
+            continue
+        when = "" if bench.name in status else f" (from the run started {summary.get('run', 'earlier')})"
         commands.append(f"- {bench.name}{when}: `{summary['command']}`, details in "
                         f"[results/{bench.name}.md](results/{bench.name}.md)"
                         + (f", {seconds / 60:.1f} min" if bench.name in status else ""))
@@ -147,7 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    status = {b.name: run_one(b, args.quick, env) for b in chosen}
+    status = {}
+    for bench in chosen:
+        begun = time.time()
+        status[bench.name] = run_one(bench, args.quick, env)
+        stamp(results / f"{bench.name}.summary.json", started, begun)
     facts = machine_facts()
     md = results_markdown(results, status, facts, started, (load0, os.getloadavg()[0]), args.quick)
     md += f"\nThis run: {', '.join(b.name for b in chosen)} in {(time.perf_counter() - t0) / 60:.1f} min.\n"

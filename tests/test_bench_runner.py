@@ -30,13 +30,14 @@ def test_zoo_bench_runs_a_benchmark_and_writes_the_table(tmp_path, capsys):
     assert "Machine: " in md and " cores" in md and "GiB memory" in md
     assert f"| import_time | {row['measurement']} | {row['ours']} |" in md
     assert "Targets met: " in md and "This run: import_time in" in md
+    assert summary["run"] in md  # stamped with the suite run that wrote it
     assert (tmp_path / "import_time.md").is_file()  # the benchmark's own detailed table
 
 
 def test_failed_and_missing_benchmarks_are_named_not_hidden(tmp_path):
     run = _runner()
     (tmp_path / "search.summary.json").write_text(json.dumps({
-        "name": "search", "command": "python bench/search.py", "notes": [],
+        "name": "search", "command": "python bench/search.py", "notes": [], "run": "today",
         "rows": [{"measurement": "exact", "ours": "1", "base": "2", "ratio": "2.00x", "target": ">= 1.0x",
                   "met": True, "fidelity": "recall 1.0"},
                  {"measurement": "ann", "ours": "1", "base": "2", "ratio": "2.00x", "target": ">= 10x",
@@ -46,6 +47,11 @@ def test_failed_and_missing_benchmarks_are_named_not_hidden(tmp_path):
     assert "| search | ann | 1 | 2 | 2.00x | >= 10x | **no** | recall 0.9 |" in md
     assert "Targets met: 1 of 2." in md
     assert "- **rss_drift**: failed in this run" in md and "- **ray_throughput**: no results yet" in md
+    later = run.results_markdown(tmp_path, {"search": (True, 60.0)}, ["a machine"], "tomorrow", (0.5, 1.0),
+                                 quick=False)
+    assert "- **search**: wrote no summary in this run" in later  # an old file is not passed off as new
+    assert "search (from the run started today)" in run.results_markdown(tmp_path, {}, ["a machine"], "tomorrow",
+                                                                           (0.5, 1.0), quick=False)
 
 
 def test_zoo_bench_outside_a_checkout_says_so(tmp_path, monkeypatch):
