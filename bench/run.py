@@ -1,6 +1,6 @@
 """Run the benchmark suite and write bench/RESULTS.md (what ``zoo bench`` calls).
 
-    python bench/run.py                    # every benchmark, full size (about an hour on 2 cores)
+    python bench/run.py                    # every benchmark, full size (about 35 minutes on 2 cores)
     python bench/run.py --only search      # some of them; RESULTS.md keeps the others' last rows
     python bench/run.py --quick            # smoke sizes, results under bench/results-quick/
 
