@@ -2,6 +2,7 @@
 
 Used by zoo.images, zoo.audio and zoo.points before any decoder sees a byte. Errors name the
 item's index, the limit and what kind of input it was ("image", "audio", "point-cloud").
+Also the file suffixes of each modality, for code that picks files or guesses what a path holds.
 Standard library only.
 """
 
@@ -12,6 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import InputTooLargeError, InvalidInputError
+
+#: File suffixes by modality: what dataset jobs collect from a folder and what a path is taken to hold.
+FILE_SUFFIXES = {
+    "image": (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"),
+    "audio": (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"),
+    "points": (".npy", ".ply", ".obj", ".stl", ".glb", ".gltf", ".off"),
+}
 
 
 def checked_path(item: str | os.PathLike, index: int, *, what: str, limit: int) -> Path:

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoo._limits import FILE_SUFFIXES
 from zoo.errors import InvalidInputError, ZooError, require
 
 SHARD_ROWS = 1024
@@ -56,11 +57,7 @@ EMBED_ROWS = 256  # items per embed call inside a shard: the unit re-run item by
 CACHE_FILE = "_cache.sqlite"
 ERRORS_DIR = "_errors"
 MANIFEST = "_job.json"
-SUFFIXES = {
-    "image": (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"),
-    "audio": (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"),
-    "points": (".npy", ".ply", ".obj", ".stl", ".glb", ".gltf", ".off"),
-}
+SUFFIXES = FILE_SUFFIXES
 
 
 @dataclass

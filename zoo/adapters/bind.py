@@ -42,6 +42,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from zoo._limits import FILE_SUFFIXES
 from zoo.adapters.base import TEXT_MODALITIES, BaseEmbedder, EmbedContext
 from zoo.adapters.text import check_texts
 from zoo.audio import load_audios
@@ -362,19 +363,12 @@ def label_texts(names: Sequence[str], prompt: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- adapter
-_SUFFIXES = {
-    "image": (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"),
-    "audio": (".wav", ".flac", ".ogg", ".mp3"),
-    "points": (".npy", ".ply", ".obj", ".stl", ".glb", ".gltf", ".off"),
-}
-
-
 def _guess_modality(item: Any) -> str | None:
     """The modality an item plainly is, or None when it could be several (raw bytes, odd objects)."""
     if isinstance(item, (str, Path)):
         suffix = Path(item).suffix.lower() if len(str(item)) < 4096 else ""
         if suffix and Path(item).is_file():  # only strings with a file suffix cost a stat
-            return next((m for m, sfx in _SUFFIXES.items() if suffix in sfx), None)
+            return next((m for m, sfx in FILE_SUFFIXES.items() if suffix in sfx), None)
         return "text" if isinstance(item, str) else None
     if isinstance(item, tuple) and len(item) == 2:
         return "audio"  # (waveform, sample_rate)
