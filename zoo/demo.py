@@ -456,8 +456,7 @@ class DemoApp:
     def collection(self, name: str):
         """The model's gallery collection. Named by the card's content too, so a changed card (weights,
         prompts, labels) starts a new collection instead of mixing old vectors with new ones."""
-        card = json.dumps(registry.card(name).to_dict() | {"path": ""}, sort_keys=True, default=str).encode()
-        return self.store.collection(f"gallery-{_safe_name(name)}-{hashlib.sha256(card).hexdigest()[:12]}")
+        return self.store.collection(f"gallery-{_safe_name(name)}-{registry.card(name).content_sha256()[:12]}")
 
     def index(self, name: str, progress: Progress = _no_progress) -> tuple[dict[str, Item], Any]:
         """The gallery items the model can embed (by content key) and the collection holding their vectors.

@@ -104,6 +104,14 @@ class ModelCard:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def content_sha256(self) -> str:
+        """sha256 hex of the card's content (sources, pins, options, pooling...), not of where it was read from."""
+        import hashlib
+        import json
+
+        facts = self.to_dict() | {"path": ""}
+        return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
+
     def to_markdown(self) -> str:
         from zoo.modelcard_md import render
 

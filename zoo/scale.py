@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
-import hashlib
 import json
 import os
 import re
@@ -195,8 +194,7 @@ def read_rows(path: str, column: str, start: int, stop: int) -> list:
 # -- the actor: one model per actor, one shard per call -----------------------------------------
 def card_sha256(card) -> str:
     """sha256 of the card's content (the same facts the embedding cache fingerprints)."""
-    facts = card.to_dict() | {"path": ""}
-    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
+    return card.content_sha256()
 
 
 def _reason(exc: Exception) -> str:
