@@ -327,13 +327,13 @@ def _spread_rows(info: dict[str, Any], rows: list[int]) -> dict[str, Any]:
     ``rows[j]`` is input j's row among the misses, or -1 for a cache hit, whose row is NaN: the
     cache keeps vectors, not how they were made (a binding composite's expert weights, say).
     """
-    misses = max(rows) + 1
+    at = np.asarray(rows)
+    embedded = at >= 0
     out = {}
     for key, value in info.items():
-        if isinstance(value, np.ndarray) and value.ndim and len(value) == misses:
-            full = np.full((len(rows), *value.shape[1:]), np.nan)
-            hit = np.asarray(rows) >= 0
-            full[hit] = value[np.asarray(rows)[hit]]
+        if isinstance(value, np.ndarray) and value.ndim and len(value) == at.max() + 1:
+            full = np.full((len(at), *value.shape[1:]), np.nan)
+            full[embedded] = value[at[embedded]]
             value = full
         out[key] = value
     return out
