@@ -98,6 +98,14 @@ def matmul_peak_gflops(seconds: float = 2.0) -> float:
     return best
 
 
+def row_cosines(a, b):
+    """Cosine of each row of ``a`` with the same row of ``b`` (float64): the fidelity check of every benchmark."""
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
 def write_result(name: str, markdown: str) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.md"

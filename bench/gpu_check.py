@@ -34,20 +34,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import Row, machine, write_result, write_summary  # noqa: E402
+from common import Row, machine, row_cosines, write_result, write_summary  # noqa: E402
 
 TEXT_MODEL, CLIP_CARD = "all-minilm-l6-v2", "clip-vit-b-32-laion2b"
 PRECISIONS = ("float32", "float16", "bfloat16")
 SAME, SLACK = 0.9999, 0.001
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (unit_rows(a) * unit_rows(b)).sum(1)
 
 
 def timed_pairs(ours, base, pairs: int, sync) -> tuple[list[float], list[float], np.ndarray, np.ndarray]:
@@ -71,8 +62,8 @@ def cast(module, precision: str):
 
 
 def check(name: str, n: int, ours_t, base_t, ours, base, ref, precision) -> tuple[list, Row]:
-    """One table line and one summary row, with the fidelity rule applied."""
-    c_ours, c_base, c_same = cosines(ours, ref), cosines(base, ref), cosines(ours, base)
+    """One table line (printed) and one summary row, with the fidelity rule applied."""
+    c_ours, c_base, c_same = row_cosines(ours, ref), row_cosines(base, ref), row_cosines(ours, base)
     ok = c_same.min() >= SAME or (precision != "float32" and c_ours.min() >= c_base.min() - SLACK)
     ratios = sorted(b / o for o, b in zip(ours_t, base_t, strict=True))
     ratio = (f"{statistics.median(ratios):.2f}x (pairs {len(ratios)}, min {ratios[0]:.2f}x, max {ratios[-1]:.2f}x)"
@@ -82,23 +73,24 @@ def check(name: str, n: int, ours_t, base_t, ours, base, ref, precision) -> tupl
             f"{c_same.min():.6f}"]
     row = Row(f"GPU {name}, {precision} (items/s)", line[2], line[3], ratio, "report", None,
               f"vs fp32 reference: zoo min {c_ours.min():.6f}, baseline min {c_base.min():.6f}")
+    print(" | ".join(line), flush=True)
     return line, row
 
 
-def text_check(device: str, n: int, pairs: int, precisions, sync) -> tuple[list, list]:
+def text_check(device: str, n: int, pairs: int, precisions, sync) -> list[tuple[list, Row]]:
     import torch
     from corpus import mixed_length_texts
     from sentence_transformers import SentenceTransformer
 
     import zoo
 
-    path = str(zoo.load(TEXT_MODEL).resolved.path)
     probe = zoo.load(TEXT_MODEL)
+    path = str(probe.resolved.path)
     texts = mixed_length_texts(n, lambda ts: [len(i) for i in probe.tokenizer(ts, truncation=False)["input_ids"]],
                                lo=4, hi=256, seed=0)
     ref_model = SentenceTransformer(path, device=device)
     ref = ref_model.encode(texts, batch_size=128, normalize_embeddings=True)
-    lines, rows = [], []
+    results = []
     for precision in precisions:
         ours_model = zoo.load(TEXT_MODEL, device=device, compute_dtype=precision)
         st = cast(SentenceTransformer(path, device=device), precision)
@@ -108,15 +100,12 @@ def text_check(device: str, n: int, pairs: int, precisions, sync) -> tuple[list,
             result = timed_pairs(lambda m=ours_model: m.embed(texts).vectors,
                                  lambda s=st: s.encode(texts, batch_size=128, normalize_embeddings=True),
                                  pairs, sync)
-        line, row = check(f"text all-MiniLM-L6-v2, {n:,} texts", n, *result, ref, precision)
-        lines.append(line)
-        rows.append(row)
-        print(" | ".join(line), flush=True)
+        results.append(check(f"text all-MiniLM-L6-v2, {n:,} texts", n, *result, ref, precision))
         del ours_model, st
-    return lines, rows
+    return results
 
 
-def image_check(device: str, n: int, pairs: int, precisions, sync, root: Path) -> tuple[list, list]:
+def image_check(device: str, n: int, pairs: int, precisions, sync, root: Path) -> list[tuple[list, Row]]:
     import torch
     from image_throughput import make_images, save_snapshot
     from PIL import Image
@@ -136,7 +125,7 @@ def image_check(device: str, n: int, pairs: int, precisions, sync, root: Path) -
         return np.concatenate(out)
 
     ref = run_base(copy.deepcopy(base_fp32).to(device), torch.float32)
-    lines, rows = [], []
+    results = []
     for precision in precisions:
         dtype = getattr(torch, precision)
         base = cast(copy.deepcopy(base_fp32), precision).to(device)  # the fp32 weights stay as they are
@@ -144,12 +133,9 @@ def image_check(device: str, n: int, pairs: int, precisions, sync, root: Path) -
         ours_model.embed(paths[:8])
         result = timed_pairs(lambda m=ours_model: m.embed(paths, batch_size=batch).vectors,
                              lambda b=base, d=dtype: run_base(b, d), pairs, sync)
-        line, row = check(f"CLIP ViT-B-32 images, {n:,} files", n, *result, ref, precision)
-        lines.append(line)
-        rows.append(row)
-        print(" | ".join(line), flush=True)
+        results.append(check(f"CLIP ViT-B-32 images, {n:,} files", n, *result, ref, precision))
         del ours_model, base
-    return lines, rows
+    return results
 
 
 def main() -> int:
@@ -177,8 +163,8 @@ def main() -> int:
         from image_throughput import offline_cache
 
         offline_cache(root)  # the CLIP snapshot goes into a fresh offline cache; the text weights are packaged
-        text_lines, text_rows = text_check(args.device, args.texts, args.pairs, args.precisions, sync)
-        image_lines, image_rows = image_check(args.device, args.images, args.pairs, args.precisions, sync, root)
+        results = text_check(args.device, args.texts, args.pairs, args.precisions, sync)
+        results += image_check(args.device, args.images, args.pairs, args.precisions, sync, root)
     minutes = (time.perf_counter() - t0) / 60
     command = "python bench/gpu_check.py " + " ".join(sys.argv[1:])
     header = ("| workload | precision | zoo items/s | baseline items/s | speed-up (median of pairs) | zoo vs fp32 "
@@ -188,12 +174,12 @@ def main() -> int:
         "# GPU check: zoo against sentence-transformers and open_clip, by precision", "",
         f"Device: {gpu}; {machine()}. Whole run {minutes:.1f} min.", "", f"Command: `{command}`", "",
         header, "|---|---|---|---|---|---|---|---|",
-        *("| " + " | ".join(line) + " |" for line in text_lines + image_lines), "",
+        *("| " + " | ".join(line) + " |" for line, _ in results), "",
         "The fp32 reference is the baseline library's own fp32 output on the same device. Baselines: "
         "sentence-transformers `encode` (text), open_clip `preprocess` + `encode_image` (images).", ""])
     print("\n" + md)
     print(f"wrote {write_result('gpu_check' + ('_smoke' if args.smoke else ''), md)}")
-    write_summary("gpu_check" + ("_smoke" if args.smoke else ""), command, text_rows + image_rows)
+    write_summary("gpu_check" + ("_smoke" if args.smoke else ""), command, [row for _, row in results])
     return 0
 
 

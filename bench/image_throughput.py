@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import Row, alternate, machine, rss_mb, write_result, write_summary  # noqa: E402
+from common import Row, alternate, machine, row_cosines, rss_mb, write_result, write_summary  # noqa: E402
 
 CARD = "clip-vit-b-32-laion2b"
 IMAGE_COS, TEXT_COS = 0.9999, 0.99999
@@ -95,12 +95,6 @@ def make_images(folder: Path, n: int, seed: int = 0) -> list[Path]:
     return paths
 
 
-def row_cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return (a * b).sum(1)
-
-
 def image_bench(model, base, preprocess, paths: list[Path], pairs: int) -> dict:
     import torch
     from PIL import Image
@@ -123,7 +117,7 @@ def image_bench(model, base, preprocess, paths: list[Path], pairs: int) -> dict:
     run_base_warm(base, preprocess, paths[:8])
     print(f"images: {len(paths)} files in {pairs} slices, {model.workers} decoding threads, batch {BATCH}")
     paired = alternate(run_ours, run_base, pairs)
-    cos = row_cos(np.concatenate([ours_out[i] for i in range(pairs)]), np.concatenate([base_out[i] for i in
+    cos = row_cosines(np.concatenate([ours_out[i] for i in range(pairs)]), np.concatenate([base_out[i] for i in
                                                                                         range(pairs)]))
     # Where the time goes, on the first slice with the baseline's code: decode + preprocess, then the model.
     files = [paths[j] for j in slices[0]]
@@ -168,7 +162,7 @@ def text_bench(model, base, labels: list[str], pairs: int) -> dict:
     base.encode_text(open_clip.tokenize(["warm up"]))
     print(f"texts: {len(labels)} prompts in {pairs} slices, batch {TEXT_BATCH}")
     paired = alternate(run_ours, run_base, pairs)
-    cos = row_cos(np.concatenate([ours_out[i] for i in range(pairs)]), np.concatenate([base_out[i] for i in
+    cos = row_cosines(np.concatenate([ours_out[i] for i in range(pairs)]), np.concatenate([base_out[i] for i in
                                                                                         range(pairs)]))
     lengths = [int(n) for n in (open_clip.tokenize([f"a photo of a {x}." for x in labels]) != 0).sum(1)]
     return {"n": len(labels), "pairs": pairs, "ratio": paired.summary(), "ratio_median": statistics.median(

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import Row, alternate, machine, ratio_met, write_result, write_summary  # noqa: E402
+from common import Row, alternate, machine, ratio_met, row_cosines, write_result, write_summary  # noqa: E402
 from corpus import mixed_length_texts  # noqa: E402
 
 MODEL = "all-minilm-l6-v2"
@@ -52,10 +52,6 @@ def unsorted_transformers(model, texts: list[str], batch_size: int = 32) -> np.n
             pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
     return np.concatenate(out)
-
-
-def rowwise_cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 def main() -> int:
@@ -90,7 +86,7 @@ def main() -> int:
         print(f"against {name}:")
         paired = alternate(lambda i: outs.__setitem__("ours", model.embed(texts).vectors),
                            lambda i, f=run_base: outs.__setitem__("base", f()), pairs)
-        cos = rowwise_cos(outs["ours"], outs["base"])
+        cos = row_cosines(outs["ours"], outs["base"])
         ok = bool(cos.min() >= MIN_COS)
         ratio = paired.summary() if ok else f"not reported: min cosine {cos.min():.6f} < {MIN_COS}"
         rows.append((name, f"{np.median(paired.ours):.2f}", f"{np.median(paired.base):.2f}", ratio,

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import Row, machine, write_result, write_summary  # noqa: E402
+from common import Row, machine, row_cosines, write_result, write_summary  # noqa: E402
 from corpus import stdlib_sentences  # noqa: E402
 
 MODEL = "all-minilm-l6-v2"
@@ -44,10 +44,6 @@ def read_vectors(folder: Path, n: int) -> np.ndarray:
     table = pq.read_table(folder).sort_by("id")
     assert table.column("id").to_pylist() == list(range(n)), "a Ray job lost or reordered rows"
     return np.stack(table.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
-
-
-def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min())
 
 
 def main() -> int:
@@ -99,7 +95,8 @@ def main() -> int:
             job = embed_dataset(MODEL, work / "texts.parquet", out, shard_rows=args.shard_rows, actors=actors,
                                 cpus_per_actor=cores // actors, cache=False, progress=False)
             busy[label].append(job.info["shard_seconds"] / actors)
-            fidelity[label] = min(fidelity.get(label, 1.0), min_cosine(read_vectors(out, len(texts)), reference[0]))
+            cos = float(row_cosines(read_vectors(out, len(texts)), reference[0]).min())
+            fidelity[label] = min(fidelity.get(label, 1.0), cos)
         return go
 
     labels = list(runs)

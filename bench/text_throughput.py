@@ -31,7 +31,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, Row, alternate, machine, matmul_peak_gflops, write_result, write_summary  # noqa: E402
+from common import (  # noqa: E402
+    RESULTS,
+    Row,
+    alternate,
+    machine,
+    matmul_peak_gflops,
+    row_cosines,
+    write_result,
+    write_summary,
+)
 from corpus import mixed_length_texts  # noqa: E402
 
 MODEL = "all-minilm-l6-v2"
@@ -75,7 +84,7 @@ def throughput(n_texts: int, pairs: int) -> tuple[list[str], dict]:
     paired = alternate(run_ours, run_base, pairs)
     ours = np.concatenate([ours_out[i] for i in range(pairs)])
     base = np.concatenate([base_out[i] for i in range(pairs)])
-    cos = (ours * base).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(base, axis=1)
+    cos = row_cosines(ours, base)
     tokens = sum(lengths)
     flops = sum(flops_per_token(model.model.config, n) * n for n in lengths)
     peak = matmul_peak_gflops()
