@@ -15,46 +15,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from zoo.card_sources import HEX64, Source, source_from
 from zoo.errors import CardError
+from zoo.examples import Example, example_from
 
 MODALITIES = ("text", "code", "image", "audio", "points", "video", "interleaved")
-HEX40 = re.compile(r"^[0-9a-f]{40}$")
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
-SourceKind = Literal["package", "bundled", "local", "hub"]
+#: Where a card's claim of fidelity comes from (``evidence``); an empty list means "not checked".
+EVIDENCE = {
+    "reference-real": "compared with the reference library's own output on the real weights",
+    "published-example": "the real weights reproduced the example the model's authors published",
+    "reference-tiny": "compared with the reference library on tiny random weights of the same architecture "
+                      "(the code path, not the trained weights)",
+}
+
 WeightFormat = Literal["safetensors", "onnx", "ctranslate2", "torch-weights-only"]
-
-
-@dataclass(frozen=True)
-class Source:
-    """One place the weight files can come from.
-
-    ``package`` sources name an installed distribution and the folder inside it; ``bundled``
-    sources are files shipped inside the ``zoo`` package itself (``subdir`` is relative to
-    it: weights this project trained); ``local`` sources are files a user made, in
-    ``$ZOO_HOME/models/<name>`` (a composite saved by ``save_composite``); ``hub`` sources
-    name a Hugging Face repo pinned to a 40-hex commit. ``sha256`` maps file names
-    (relative to the folder) to their digests; every listed file is verified on load.
-    """
-
-    kind: SourceKind
-    package: str = ""
-    subdir: str = ""
-    repo: str = ""
-    revision: str = ""
-    files: tuple[str, ...] = ()
-    sha256: dict[str, str] = field(default_factory=dict)
-    license_file: str = ""
-
-    def describe(self) -> str:
-        if self.kind == "package":
-            return f"package {self.package} ({self.subdir or '.'})"
-        if self.kind == "bundled":
-            return f"bundled with embedding-zoo (zoo/{self.subdir})"
-        if self.kind == "local":
-            return "local folder $ZOO_HOME/models/<name>"
-        return f"hub {self.repo}@{self.revision[:12]}"
 
 
 @dataclass(frozen=True)
@@ -82,6 +58,8 @@ class ModelCard:
     offline_ready: bool = False
     offline_note: str = ""
     parity: str = ""
+    evidence: tuple[str, ...] = ()
+    examples: tuple[Example, ...] = ()
     paper: str = ""
     params: int = 0
     languages: tuple[str, ...] = ()
@@ -95,7 +73,16 @@ class ModelCard:
 
     @property
     def hub_source(self) -> Source | None:
-        return next((s for s in self.sources if s.kind == "hub"), None)
+        """The hub repository the adapter loads its weights from (role "model")."""
+        return next((s for s in self.sources if s.kind == "hub" and s.role == "model"), None)
+
+    @property
+    def hub_sources(self) -> tuple[Source, ...]:
+        """Every hub repository the card needs: the model's, then a LoRA adapter's and remote code's."""
+        return tuple(s for s in self.sources if s.kind == "hub")
+
+    def hub_role(self, role: str) -> Source | None:
+        return next((s for s in self.sources if s.kind == "hub" and s.role == role), None)
 
     @property
     def uses_instructions(self) -> bool:
@@ -119,7 +106,6 @@ class ModelCard:
 
 
 _CARD_FIELDS = {f.name for f in dataclasses.fields(ModelCard)}
-_SOURCE_FIELDS = {f.name for f in dataclasses.fields(Source)}
 _REQUIRED = ("adapter", "modalities", "dim", "description", "license", "sources")
 _LITERALS = {
     "similarity": ("cosine", "dot"),
@@ -152,52 +138,6 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
 
 def _fail(where: str, msg: str) -> CardError:
     return CardError(f"card {where}: {msg}")
-
-
-def _source_from(where: str, raw: Any, i: int) -> Source:
-    if not isinstance(raw, dict):
-        raise _fail(where, f"sources[{i}] must be a table")
-    unknown = set(raw) - _SOURCE_FIELDS
-    if unknown:
-        raise _fail(where, f"sources[{i}] has unknown field(s) {sorted(unknown)}")
-    kind = raw.get("kind")
-    if kind not in ("package", "bundled", "local", "hub"):
-        raise _fail(where, f"sources[{i}].kind must be 'package', 'bundled', 'local' or 'hub', not {kind!r}")
-    sha = raw.get("sha256", {})
-    if not isinstance(sha, dict) or not all(isinstance(v, str) and HEX64.match(v) for v in sha.values()):
-        raise _fail(where, f"sources[{i}].sha256 must map file names to 64-hex digests")
-    files = raw.get("files", [])
-    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        raise _fail(where, f"sources[{i}].files must be a list of file names")
-    if kind == "package":
-        if not raw.get("package"):
-            raise _fail(where, f"sources[{i}] of kind 'package' needs 'package'")
-        if not sha:
-            raise _fail(where, f"sources[{i}]: packaged weights must pin the sha256 of their files")
-    elif kind == "bundled":
-        subdir = raw.get("subdir", "")
-        if not subdir or subdir.startswith(("/", "\\")) or ".." in Path(subdir).parts:
-            raise _fail(where, f"sources[{i}] of kind 'bundled' needs a 'subdir' inside the zoo package")
-        if not sha:
-            raise _fail(where, f"sources[{i}]: bundled weights must pin the sha256 of their files")
-    elif kind == "local":
-        if not sha:
-            raise _fail(where, f"sources[{i}]: local weights must pin the sha256 of their files")
-    else:
-        if not re.match(r"^[\w.-]+/[\w.-]+$", raw.get("repo", "")):
-            raise _fail(where, f"sources[{i}].repo must look like 'org/name'")
-        if not HEX40.match(raw.get("revision", "")):
-            raise _fail(where, f"sources[{i}].revision must be a 40-hex commit, not {raw.get('revision')!r}")
-    return Source(
-        kind=kind,
-        package=raw.get("package", ""),
-        subdir=raw.get("subdir", ""),
-        repo=raw.get("repo", ""),
-        revision=raw.get("revision", ""),
-        files=tuple(files),
-        sha256=dict(sha),
-        license_file=raw.get("license_file", ""),
-    )
 
 
 def card_from_dict(name: str, raw: dict[str, Any], *, path: str = "") -> ModelCard:
@@ -233,13 +173,28 @@ def card_from_dict(name: str, raw: dict[str, Any], *, path: str = "") -> ModelCa
     template = raw.get("instruction_template", "")
     if template and ("{instruction}" not in template or "{input}" not in template):
         raise _fail(where, "instruction_template needs both {instruction} and {input}")
-    for key in ("languages", "tags"):
+    for key in ("languages", "tags", "evidence", "examples"):
         if not isinstance(raw.get(key, []), list):
             raise _fail(where, f"{key} must be a list")
+    unknown_evidence = [e for e in raw.get("evidence", []) if e not in EVIDENCE]
+    if unknown_evidence:
+        raise _fail(where, f"evidence must be drawn from {sorted(EVIDENCE)}, not {unknown_evidence}")
+    try:
+        examples = tuple(example_from(e, f"examples[{i}]") for i, e in enumerate(raw.get("examples", [])))
+    except ValueError as exc:
+        raise _fail(where, str(exc)) from None
+    if "published-example" in raw.get("evidence", []) and not examples:
+        raise _fail(where, "evidence 'published-example' needs the example on the card ([[examples]])")
     sources_raw = raw["sources"]
     if not isinstance(sources_raw, list) or not sources_raw:
         raise _fail(where, "sources must be a non-empty array of tables")
-    sources = tuple(_source_from(where, s, i) for i, s in enumerate(sources_raw))
+    sources = tuple(source_from(where, s, i) for i, s in enumerate(sources_raw))
+    hub_roles = [s.role for s in sources if s.kind == "hub"]
+    if hub_roles and (hub_roles.count("model") != 1 or any(hub_roles.count(r) > 1 for r in ("adapter", "code"))):
+        raise _fail(where, f"hub sources need exactly one of role 'model' and at most one adapter and one code "
+                           f"repository, not {hub_roles}")
+    if "code" in hub_roles and not raw.get("remote_code"):
+        raise _fail(where, "a 'code' hub source is for remote code: set remote_code = true")
     if raw.get("remote_code") and not any(s.kind == "hub" for s in sources):
         raise _fail(where, "remote_code needs a hub source pinned to a revision")
     if raw.get("offline_ready") and not any(s.kind in ("package", "bundled", "local") for s in sources):
@@ -261,6 +216,8 @@ def card_from_dict(name: str, raw: dict[str, Any], *, path: str = "") -> ModelCa
         modalities=tuple(mods),
         matryoshka_dims=tuple(sorted(mrl)),
         languages=tuple(raw.get("languages", [])),
+        evidence=tuple(raw.get("evidence", [])),
+        examples=examples,
         tags=tuple(raw.get("tags", [])),
         sources=sources,
     )
