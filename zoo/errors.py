@@ -72,7 +72,15 @@ class WeightsUnavailableError(ZooError):
 
 
 class IntegrityError(ZooError):
-    """A weight file whose sha256 differs from the one its card pins."""
+    """A model file that is missing, cut short or not the one its card pins (sha256, size, contents).
+
+    Attributes:
+        path: the file at fault, relative to its folder, where one file is.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None):
+        self.path = path
+        super().__init__(message)
 
 
 class UnsafeModelFileError(ZooError):

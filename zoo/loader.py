@@ -7,12 +7,14 @@ from typing import Any
 
 from zoo import registry
 from zoo.adhoc import is_adhoc, resolve_adhoc
-from zoo.errors import UnsafeModelFileError
-from zoo.sources import resolve
+from zoo.errors import UnsafeModelFileError, WeightsUnavailableError
+from zoo.hubfiles import model_folder_files
+from zoo.modelcard import ModelCard
+from zoo.sources import resolve, resolve_hub
 
 
 def load(
-    name: str,
+    name: str | ModelCard,
     *,
     path: str | os.PathLike | None = None,
     download: bool | None = None,
@@ -23,7 +25,8 @@ def load(
 
     Args:
         name: a registered name (``zoo.list_models()``), ``local-dir:/path`` or
-            ``hf-hub:org/name[@revision]`` for a text model outside the registry.
+            ``hf-hub:org/name[@revision]`` for a text model outside the registry, or a
+            :class:`~zoo.modelcard.ModelCard` itself (an edited copy of a card, say).
         path: a folder with the model's files; wins over every other source.
         download: allow a hub download when nothing local has the files (default: allowed
             unless ZOO_OFFLINE=1 or HF_HUB_OFFLINE=1).
@@ -32,7 +35,12 @@ def load(
         **options: adapter options, e.g. ``device="cpu"``, ``compute_dtype="bfloat16"``.
     """
     # Consent is settled before any file is looked for. Ad-hoc names are text models with no remote code.
-    card = None if is_adhoc(name) else registry.card(name)
+    if isinstance(name, ModelCard):
+        card = name
+    elif is_adhoc(name):
+        card = None
+    else:
+        card = registry.card(name)
     if trust_remote_code and (card is None or not card.remote_code):
         who = card.name if card else name
         raise UnsafeModelFileError(f"{who} needs no remote code; refusing trust_remote_code=True")
@@ -46,5 +54,13 @@ def load(
         card, resolved = resolve_adhoc(name, download=download)
     else:
         resolved = resolve(card, path=path, download=download)
+        for src in card.hub_sources:  # remote code kept in another repository: into the cache, at its pin
+            if src.role == "code" and trust_remote_code:
+                resolve_hub(card, src, download=download)
+        if path is not None:
+            missing = [f for f in model_folder_files(card) if not (resolved.path / f).is_file()]
+            if missing:
+                raise WeightsUnavailableError(f"{card.name}: path {str(resolved.path)!r} is not a model folder for "
+                                              f"this card: it has no {', '.join(missing)}")
     cls = registry.adapter_class(card.adapter)
     return cls(card, resolved, trust_remote_code=trust_remote_code, **options)

