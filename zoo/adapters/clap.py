@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoo.adapters import guards
 from zoo.adapters.base import BaseEmbedder, EmbedContext
 from zoo.adapters.hf_clip import TextTower
 from zoo.adapters.text import check_texts, quiet_transformers
@@ -117,17 +118,11 @@ def load_clap_model(card: ModelCard, folder: Path):
     pickle_allowed = card.weights_format == "torch-weights-only"
     try:
         with quiet_transformers():
-            model, info = ClapModel.from_pretrained(str(folder), use_safetensors=None if pickle_allowed else True,
-                                                    weights_only=True, dtype=torch.float32, output_loading_info=True)
+            return guards.from_pretrained(ClapModel, folder, card, use_safetensors=None if pickle_allowed else True,
+                                          weights_only=True, dtype=torch.float32)
     except pickle.UnpicklingError as exc:  # the weights-only unpickler met something that is not a tensor
         raise UnsafeModelFileError(f"{card.name}: pytorch_model.bin in {folder} is not a plain weights file "
                                    "(torch.load(weights_only=True) refused it)") from exc
-    params = {name for name, _ in model.named_parameters()}
-    missing = sorted(k for k in info["missing_keys"] if k in params)  # buffers are rebuilt at init, weights are not
-    if missing:
-        raise IntegrityError(f"{card.name}: the weights in {folder} lack {len(missing)} parameter(s) "
-                             f"({', '.join(missing[:3])}...); they would be random")
-    return model
 
 
 def load_feature_extractor(card: ModelCard, folder: Path, fusion: bool):
@@ -135,6 +130,7 @@ def load_feature_extractor(card: ModelCard, folder: Path, fusion: bool):
     from transformers import ClapFeatureExtractor
 
     fe = ClapFeatureExtractor.from_pretrained(str(folder))
+    guards.check_processor(card, fe, folder)
     rate, size = int(card.options.get("sample_rate", 48000)), int(card.options.get("window_samples", 480000))
     if (fe.sampling_rate, fe.nb_max_samples) != (rate, size):
         raise IntegrityError(f"{card.name}: {folder}/preprocessor_config.json says {fe.sampling_rate} Hz and "
@@ -175,6 +171,7 @@ class CLAPEmbedder(TextTower, BaseEmbedder):
 
             with quiet_transformers():
                 self._tokenizer = AutoTokenizer.from_pretrained(str(self.resolved.path))
+            guards.check_tokenizer(self.card, self._tokenizer, self.resolved.path)
         return self._tokenizer
 
     # -- hooks ---------------------------------------------------------------------------------------------------

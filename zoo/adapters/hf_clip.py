@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoo.adapters import guards
 from zoo.adapters.base import BaseEmbedder, EmbedContext
 from zoo.adapters.clip import DEFAULT_IMAGE_BATCH, check_images, decode, default_workers, prepared_batches
 from zoo.adapters.text import check_texts, quiet_transformers
@@ -94,13 +95,14 @@ class HFCLIPEmbedder(TextTower, BaseEmbedder):
         self.device = torch.device(device)
         self.workers = default_workers() if workers is None else int(workers)
         with quiet_transformers():
-            model = AutoModel.from_pretrained(str(folder), use_safetensors=card.weights_format == "safetensors",
-                                              dtype=torch.float32)
+            model = guards.from_pretrained(AutoModel, folder, card, dtype=torch.float32,
+                                           use_safetensors=card.weights_format == "safetensors")
         if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
             raise WeightsUnavailableError(f"{card.name}: {type(model).__name__} in {folder} is not an image-text "
                                           "dual encoder (no get_image_features / get_text_features)")
         self.model = model.eval().to(self.device)
         self.image_processor = AutoImageProcessor.from_pretrained(str(folder))
+        guards.check_processor(card, self.image_processor, folder)
         opts = card.options
         self.max_length = int(opts.get("text_max_length", card.max_tokens or 64))
         self.padding = opts.get("text_padding", "max_length")
@@ -122,9 +124,17 @@ class HFCLIPEmbedder(TextTower, BaseEmbedder):
                 if spm and importlib.util.find_spec("sentencepiece") is None:
                     raise MissingDependencyError("sentencepiece", "vision", f"{self.name}'s text tokenizer") from exc
                 raise
+            guards.check_tokenizer(self.card, self._tokenizer, self.resolved.path)
         return self._tokenizer
 
     # -- hooks -------------------------------------------------------------------------------------------------------
+    def logit_params(self) -> tuple[float, float]:
+        """(scale, bias) of the model's image-text logits: ``exp(logit_scale)`` and SigLIP's ``logit_bias`` (0 for
+        CLIP), so that ``scale * cosine + bias`` is the logit the model was trained with."""
+        scale = float(self.model.logit_scale.exp())
+        bias = getattr(self.model, "logit_bias", None)
+        return scale, float(bias) if bias is not None else 0.0
+
     def _infer_modality(self, inputs: list) -> str:
         return "text" if all(isinstance(x, str) for x in inputs) else "image"
 

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from zoo._memory import release_memory
+from zoo.adapters import guards
 from zoo.adapters.base import BaseEmbedder, EmbedContext
 from zoo.errors import CardError, InputTooLargeError, InvalidInputError, WeightsUnavailableError, require
 from zoo.modelcard import ModelCard
@@ -220,8 +221,9 @@ class TorchBackend:
         check_format(folder, card)
         self.pooling = card.pooling
         with quiet_transformers():
-            self.model = AutoModel.from_pretrained(
-                str(folder), use_safetensors=card.weights_format == "safetensors", dtype=self.compute_dtype, **remote
+            self.model = guards.from_pretrained(
+                AutoModel, folder, card, use_safetensors=card.weights_format == "safetensors",
+                dtype=self.compute_dtype, **remote,
             )
         self.model.eval().to(self.device)
 
@@ -338,11 +340,16 @@ class TextEmbedder(BaseEmbedder):
         self.token_budget = int(opts.get("token_budget", DEFAULT_TOKEN_BUDGET))
         self.max_rows = int(opts.get("max_rows", DEFAULT_MAX_ROWS))
         remote = {"trust_remote_code": trust_remote_code}
-        if trust_remote_code and opts.get("code_revision"):
-            remote["code_revision"] = opts["code_revision"]  # pin code that lives in another repo
+        code = card.hub_role("code")
+        if trust_remote_code and code is not None:
+            remote["code_revision"] = code.revision  # pin code that lives in another repo
         backend_cls, folder = backend_for(card), Path(resolved.path)
-        self.backend = backend_cls(self, folder, remote, device=device, compute_dtype=compute_dtype, threads=threads)
+        if trust_remote_code:  # before anything reads config.json's auto_map
+            guards.check_remote_code(card, folder)
+        # The tokenizer first: a folder without its vocabulary is refused before the weights are read.
         self.tokenizer = load_tokenizer(tokenizer_folder(card, folder), remote, torch_free=backend_cls.torch_free)
+        guards.check_tokenizer(card, self.tokenizer, folder)
+        self.backend = backend_cls(self, folder, remote, device=device, compute_dtype=compute_dtype, threads=threads)
         self.max_tokens = card.max_tokens or int(min(self.tokenizer.model_max_length, 512))
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         # The token the model ends on, where it is not the tokenizer's eos (Qwen3-Embedding: <|endoftext|>).
@@ -350,6 +357,11 @@ class TextEmbedder(BaseEmbedder):
         self.eos_id = self.tokenizer.convert_tokens_to_ids(eos_token) if eos_token else self.tokenizer.eos_token_id
         if self.append_eos and self.eos_id is None:
             raise InvalidInputError(f"{card.name}: card asks to append EOS but the tokenizer has none")
+        # A tokenizer that ends every text with the EOS itself (Qwen3-Embedding's, at its pinned revision) keeps
+        # it inside max_length when it truncates, as the model's own recipe (max_length=8192) does; one that does
+        # not gets max_length - 1 tokens and the EOS after them (e5-mistral's recipe).
+        probe = self.tokenizer("a", add_special_tokens=True)["input_ids"] if self.append_eos else []
+        self.tokenizer_appends_eos = bool(probe) and probe[-1] == self.eos_id
         template = opts.get("token_template")
         self.template: tuple[list[int], list[int]] | None = None
         if template:
@@ -376,7 +388,7 @@ class TextEmbedder(BaseEmbedder):
         if self.template is not None:
             head, tail = self.template
             limit, special = self.max_tokens - len(head) - len(tail), False
-        elif self.append_eos:
+        elif self.append_eos and not self.tokenizer_appends_eos:
             limit, special = self.max_tokens - 1, True
         else:
             limit, special = self.max_tokens, True

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from zoo.adapters import guards
 from zoo.adapters.text import quiet_transformers
 from zoo.adapters.vlm import Prepared
 from zoo.errors import CardError, InputTooLargeError, InvalidInputError
@@ -65,9 +66,21 @@ class Backbone:
         self.lora_path = lora_path
 
     def load(self, cls: Any, **kwargs: Any) -> Any:
+        """The model, refused when its checkpoint lacks parameters (``guards.from_pretrained``)."""
         with quiet_transformers():
-            model = cls.from_pretrained(self.path, dtype=kwargs.pop("dtype", self.emb.compute_dtype), **kwargs)
+            model = guards.from_pretrained(cls, self.path, self.emb.card,
+                                           dtype=kwargs.pop("dtype", self.emb.compute_dtype), **kwargs)
         return model.eval().to(self.emb.device)
+
+    def check_files(self, tokenizer: Any, processor: Any = None, *, chat: bool = False) -> None:
+        """Refuse a folder whose tokenizer, chat template or processor is missing or not the card's (before the
+        weights are read: the guards in ``zoo.adapters.guards``)."""
+        card = self.emb.card
+        guards.check_tokenizer(card, tokenizer, self.path)
+        if chat:
+            guards.check_chat_template(card, processor if processor is not None else tokenizer, self.path)
+        if processor is not None:
+            guards.check_processor(card, processor, self.path)
 
     def render(self, prompt: Any) -> str:
         return prompt

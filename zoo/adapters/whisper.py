@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.adapters import guards
 from zoo.adapters.base import BaseEmbedder, EmbedContext, as_item_list
 from zoo.audio import load_audios
 from zoo.errors import InvalidInputError, WeightsUnavailableError, ZooError
@@ -143,8 +144,8 @@ class HFBackend:
         self._torch = torch
         self.device = torch.device(device)
         with quiet_transformers():
-            model = WhisperForConditionalGeneration.from_pretrained(str(folder), dtype=torch.float32,
-                                                                    use_safetensors=True)
+            model = guards.from_pretrained(WhisperForConditionalGeneration, folder, card, dtype=torch.float32,
+                                           use_safetensors=True)
         self.model = model.eval().to(self.device)
         self.n_mels = model.config.num_mel_bins
         self.multilingual = getattr(model.generation_config, "is_multilingual", None)
@@ -201,6 +202,7 @@ class WhisperEmbedder(BaseEmbedder):
             said = "English-only" if self.english_only else "multilingual"
             raise ZooError(f"{card.name}: the card says the model is {said}, the model in {folder} says otherwise")
         self.feature_extractor = feature_extractor(folder, self.backend.n_mels)
+        guards.check_processor(card, self.feature_extractor, folder)
         self.batch_size = int(opts.get("batch_size", DEFAULT_BATCH))
         self._tokenizer = None
 
@@ -250,6 +252,7 @@ class WhisperEmbedder(BaseEmbedder):
             if not path.is_file():
                 raise WeightsUnavailableError(f"{self.name}: {path.parent} has no tokenizer.json to write text with")
             self._tokenizer = Tokenizer.from_file(str(path))
+            guards.check_tokenizer(self.card, self._tokenizer, path.parent)
         return self._tokenizer
 
     def token_id(self, token: str) -> int:
