@@ -62,12 +62,20 @@ def _check_size(img, index: int) -> None:
                                  index=index, limit=MAX_PIXELS)
 
 
-def to_rgb(img):
-    """Convert any PIL mode to RGB, scaling wide integer modes instead of clipping them."""
+def to_rgb(img, background: tuple[int, int, int] | None = None):
+    """Convert any PIL mode to RGB, scaling wide integer modes instead of clipping them.
+
+    ``background``: an RGBA image is pasted onto this colour through its alpha channel (as
+    qwen_vl_utils' ``to_rgb`` does with white) instead of having its alpha dropped.
+    """
     from PIL import Image
 
     if img.mode == "RGB":
         return img
+    if background is not None and img.mode == "RGBA":
+        out = Image.new("RGB", img.size, tuple(background))
+        out.paste(img, mask=img.split()[3])
+        return out
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         import numpy as np
 
@@ -87,7 +95,7 @@ def to_rgb(img):
     return img.convert("RGB")
 
 
-def _from_file_like(data: bytes | os.PathLike | str, index: int):
+def _from_file_like(data: bytes | os.PathLike | str, index: int, background: tuple[int, int, int] | None = None):
     from PIL import ImageOps
 
     img = _open(data, index)
@@ -96,7 +104,7 @@ def _from_file_like(data: bytes | os.PathLike | str, index: int):
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)
         img.load()  # decode now, inside the error handling
-        out = to_rgb(ImageOps.exif_transpose(img))
+        out = to_rgb(ImageOps.exif_transpose(img), background)
         return out.copy() if out is img else out  # the file handle closes below
     except (InvalidInputError, InputTooLargeError):
         raise
@@ -106,7 +114,7 @@ def _from_file_like(data: bytes | os.PathLike | str, index: int):
         img.close()
 
 
-def _from_array(arr: Any, index: int):
+def _from_array(arr: Any, index: int, background: tuple[int, int, int] | None = None):
     import numpy as np
     from PIL import Image
 
@@ -132,7 +140,7 @@ def _from_array(arr: Any, index: int):
             a = (a * 255.0 + 0.5).astype(np.uint8)
         else:
             raise InvalidInputError(f"image arrays must be uint8 or float in [0, 1], not {a.dtype}", index=index)
-    return to_rgb(Image.fromarray(np.ascontiguousarray(a)))
+    return to_rgb(Image.fromarray(np.ascontiguousarray(a)), background)
 
 
 def _encoded_source(item: Any, index: int) -> Path | bytes:
@@ -156,23 +164,27 @@ def probe_image(item: str | os.PathLike | bytes, *, index: int = 0) -> tuple[int
         img.close()
 
 
-def load_image(item: Any, *, index: int = 0):
-    """Turn one user item into an RGB PIL image, or raise an error naming ``index``."""
+def load_image(item: Any, *, index: int = 0, rgba_background: tuple[int, int, int] | None = None):
+    """Turn one user item into an RGB PIL image, or raise an error naming ``index``.
+
+    ``rgba_background``: paste RGBA images onto this colour instead of dropping their alpha
+    (see :func:`to_rgb`); arrays and tensors with four channels count as RGBA.
+    """
     from PIL import Image, ImageOps
 
     if isinstance(item, Image.Image):
         _check_size(item, index)
-        return to_rgb(ImageOps.exif_transpose(item))
+        return to_rgb(ImageOps.exif_transpose(item), rgba_background)
     if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
-        return _from_file_like(_encoded_source(item, index), index)
+        return _from_file_like(_encoded_source(item, index), index, rgba_background)
     if type(item).__module__ == "torch" and hasattr(item, "detach"):
         t = item.detach().cpu()
         if t.ndim != 3 or t.shape[0] not in (1, 3, 4):
             raise InvalidInputError(f"an image tensor must be CxHxW with C in (1, 3, 4), got {tuple(t.shape)}",
                                     index=index)
-        return _from_array(t.permute(1, 2, 0).numpy(), index)
+        return _from_array(t.permute(1, 2, 0).numpy(), index, rgba_background)
     if hasattr(item, "__array_interface__") or hasattr(item, "__array__"):
-        return _from_array(item, index)
+        return _from_array(item, index, rgba_background)
     raise InvalidInputError(
         f"expected an image (path, bytes, PIL image, HxWxC array or CxHxW tensor), got {type(item).__name__}",
         index=index,

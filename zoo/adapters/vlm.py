@@ -6,8 +6,12 @@ One adapter, three prompt styles and four backbones, chosen by the card's ``opti
   ``vlm_mllama``);
 - ``prompt_style``: how an item (image and/or text) and an instruction become the prompt:
 
-  - "vlm2vec": ``"{image_token} {instruction} {text}"``, the present parts joined by one space,
-    no chat template; a text-only item without instruction is the raw text;
+  - "vlm2vec": no chat template; a text-only item without instruction is the raw text. Two
+    forms (load option ``prompt_format``): "eval" (default), the form of VLM2Vec's MMEB
+    evaluation, whose scores the papers report: ``"{image_token}\\n{instruction} {text}\\n"``
+    for items with an image and ``"{instruction} {text}\\n"`` for instructed text ("to stay
+    consistent with v1 eval", src/data/eval_dataset); "demo", the form of the repository's demo
+    scripts: the present parts joined by one space, ``"{image_token} {instruction} {text}"``;
   - "mme5": ``"<|image|><|begin_of_text|>{instruction} {text}\\n"`` for items with an image,
     ``"{instruction} {text}\\n"`` for text with an instruction, raw text otherwise (the Mllama
     processor puts ``<|begin_of_text|>`` in front of prompts that have none);
@@ -17,6 +21,13 @@ One adapter, three prompt styles and four backbones, chosen by the card's ``opti
 
 - ``default_image_instruction``: the instruction an item with an image and nothing else gets;
   ``default_instruction`` (chat style): the instruction every item gets when none is given.
+
+Load options: ``prompt_format`` (above); ``image_resize=(width, height)`` resizes every image
+first (bicubic, the aspect ratio not kept), and ``benchmark=True`` applies the card's
+``options.benchmark`` settings, the preprocessing of the evaluation behind the published
+numbers (VLM2Vec V1's MMEB evaluation resizes every image to 1344x1344). A card's
+``options.rgba_background`` pastes RGBA images onto that colour (Qwen3-VL-Embedding, through
+qwen_vl_utils' ``to_rgb``: white) instead of dropping the alpha channel.
 
 Inputs: ``str`` (text), anything ``zoo.images.load_image`` accepts (image; a path given as a
 ``str`` needs ``modality="image"``), or an interleaved dict ``{"image": ..., "text": ...}``
@@ -67,14 +78,30 @@ class Prepared:
     has_image: bool
 
 
-def check_item(item: Any, modality: str, index: int) -> VLMItem:
+@dataclass(frozen=True)
+class ImageRules:
+    """How an input image becomes the model's RGB image: RGBA compositing, then an optional fixed resize."""
+
+    rgba_background: tuple[int, int, int] | None = None
+    resize: tuple[int, int] | None = None
+
+    def load(self, item: Any, index: int) -> Any:
+        image = load_image(item, index=index, rgba_background=self.rgba_background)
+        if self.resize is not None and image.size != self.resize:
+            from PIL import Image
+
+            image = image.resize(self.resize, Image.Resampling.BICUBIC)
+        return image
+
+
+def check_item(item: Any, modality: str, index: int, rules: ImageRules = ImageRules()) -> VLMItem:  # noqa: B008
     """Validate one input of ``modality``; errors name ``index``."""
     if modality == "text":
         return VLMItem(text=check_text(item, index, "text"))
     if modality == "image":
         if isinstance(item, dict):
             raise InvalidInputError("an interleaved dict needs modality='interleaved'", index=index)
-        return VLMItem(image=load_image(item, index=index))
+        return VLMItem(image=rules.load(item, index))
     if not isinstance(item, dict):
         raise InvalidInputError(f"an interleaved input must be a dict with keys {INTERLEAVED_KEYS}, "
                                 f"not {type(item).__name__}", index=index)
@@ -85,12 +112,16 @@ def check_item(item: Any, modality: str, index: int) -> VLMItem:
     if item.get("image") is None and item.get("text") is None:
         raise InvalidInputError("an interleaved input needs an 'image', a 'text' or both", index=index)
     text = check_text(item["text"], index, "'text'") if item.get("text") is not None else None
-    image = load_image(item["image"], index=index) if item.get("image") is not None else None
+    image = rules.load(item["image"], index) if item.get("image") is not None else None
     return VLMItem(image=image, text=text)
 
 
-def build_prompt(style: str, item: VLMItem, instruction: str | None, opts: dict[str, Any]) -> Any:
-    """The prompt for one item in the card's ``prompt_style`` (see the module docstring)."""
+PROMPT_FORMATS = {"vlm2vec": ("eval", "demo")}
+
+
+def build_prompt(style: str, item: VLMItem, instruction: str | None, opts: dict[str, Any],
+                 prompt_format: str | None = None) -> Any:
+    """The prompt for one item in the card's ``prompt_style`` and ``prompt_format`` (see the module docstring)."""
     text = item.text or ""
     if style == "chat":
         instruction = (instruction or opts.get("default_instruction", "Represent the user's input.")).strip()
@@ -105,7 +136,11 @@ def build_prompt(style: str, item: VLMItem, instruction: str | None, opts: dict[
         instruction = opts.get("default_image_instruction") or None
     words = " ".join(p for p in (instruction, text) if p)
     if style == "vlm2vec":
-        return " ".join(p for p in (opts["image_token"] if item.image is not None else "", words) if p)
+        if (prompt_format or "eval") == "demo":
+            return " ".join(p for p in (opts["image_token"] if item.image is not None else "", words) if p)
+        if item.image is not None:
+            return f"{opts['image_token']}\n{words}\n"
+        return f"{words}\n" if instruction else text
     if style == "mme5":
         if item.image is not None:
             return f"<|image|><|begin_of_text|>{words}\n"
@@ -142,6 +177,9 @@ class VLMEmbedder(BaseEmbedder):
         compute_dtype: str = "float32",
         trust_remote_code: bool = False,
         lora_path: str | None = None,
+        prompt_format: str | None = None,
+        image_resize: tuple[int, int] | None = None,
+        benchmark: bool = False,
         **options: Any,
     ):
         """Load the card's backbone (and merge its adapter) from ``resolved``.
@@ -151,17 +189,36 @@ class VLMEmbedder(BaseEmbedder):
             compute_dtype: "float32" (default), "bfloat16" or "float16".
             trust_remote_code: the caller's consent to run the repo's code (cards with remote_code only).
             lora_path: a folder with the card's LoRA adapter, instead of the pinned hub snapshot.
+            prompt_format: "eval" (default) or "demo", for VLM2Vec cards (see the module docstring).
+            image_resize: (width, height) every image is resized to first.
+            benchmark: apply the card's ``options.benchmark`` settings (its evaluation's preprocessing).
         """
         super().__init__(card, resolved, **options)
         from zoo.adapters.vlm_backbones import backbone_class
 
         opts = card.options
-        if lora_path is not None and not opts.get("lora_repo"):
+        if lora_path is not None and not card.hub_role("adapter"):
             raise InvalidInputError(f"{card.name} has no LoRA adapter; lora_path= does not apply")
         backbone = backbone_class(opts.get("backbone", ""))
         self.device, self.compute_dtype = torch_settings(self, device, compute_dtype)
         check_format(resolved.path, card)
         self.style = opts.get("prompt_style", "vlm2vec")
+        formats = PROMPT_FORMATS.get(self.style, ())
+        if prompt_format is not None and prompt_format not in formats:
+            allowed = formats or "nothing: this card has one prompt form"
+            raise InvalidInputError(f"{card.name}: prompt_format must be one of {allowed}, not {prompt_format!r}")
+        self.prompt_format = prompt_format or (formats[0] if formats else None)
+        if benchmark:
+            if not opts.get("benchmark"):
+                raise InvalidInputError(f"{card.name} has no benchmark settings (options.benchmark)")
+            image_resize = image_resize or opts["benchmark"].get("image_resize")
+        if image_resize is not None:
+            if (not isinstance(image_resize, (list, tuple)) or len(image_resize) != 2
+                    or not all(isinstance(v, int) and v > 0 for v in image_resize)):
+                raise InvalidInputError(f"image_resize must be (width, height) in pixels, not {image_resize!r}")
+            image_resize = (int(image_resize[0]), int(image_resize[1]))
+        background = opts.get("rgba_background")
+        self.image_rules = ImageRules(tuple(background) if background else None, image_resize)
         self.padding_side = opts.get("padding_side", "right")
         self.max_tokens = card.max_tokens or 8192
         self.token_budget = int(opts.get("token_budget", DEFAULT_TOKEN_BUDGET))
@@ -184,7 +241,7 @@ class VLMEmbedder(BaseEmbedder):
                                 "({'image': ..., 'text': ...}) or pass modality=")
 
     def _check(self, inputs: list, modality: str) -> list:
-        return [check_item(item, modality, i) for i, item in enumerate(inputs)]
+        return [check_item(item, modality, i, self.image_rules) for i, item in enumerate(inputs)]
 
     def instruction(self, ctx: EmbedContext) -> str | None:
         """The instruction of this call: ``task_instruction`` or the card's named one (not both)."""
@@ -203,7 +260,8 @@ class VLMEmbedder(BaseEmbedder):
         instruction = self.instruction(ctx)
         ctx.info["prompt"] = ("instruction" if ctx.instruction is not None
                               else f"prompt {ctx.prompt_name!r}" if ctx.prompt_name is not None else "none")
-        return [replace(it, prompt=build_prompt(self.style, it, instruction, self.card.options)) for it in items]
+        return [replace(it, prompt=build_prompt(self.style, it, instruction, self.card.options, self.prompt_format))
+                for it in items]
 
     def prompts(self, inputs: list, task_instruction: str | None = None, *, prompt_name: str | None = None,
                 modality: str | None = None) -> list[str]:

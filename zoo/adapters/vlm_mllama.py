@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from zoo.adapters import guards
 from zoo.adapters.vlm import Prepared, VLMItem, positions
 from zoo.adapters.vlm_backbones import Backbone, pad_tokens, pil_processor
 
@@ -25,6 +26,7 @@ class Mllama(Backbone):
         from transformers import MllamaForConditionalGeneration
 
         self.processor = pil_processor(path)
+        self.check_files(self.processor.tokenizer, self.processor)
         model = self.load(MllamaForConditionalGeneration, use_safetensors=True)
         self.model = model.model
         self.hidden_size = model.config.text_config.hidden_size
@@ -67,8 +69,12 @@ class Phi3V(Backbone):
         from transformers import AutoModelForCausalLM, AutoProcessor
 
         remote = {"trust_remote_code": self.trust_remote_code}
+        guards.check_remote_code(emb.card, path)
         self.processor = AutoProcessor.from_pretrained(path, num_crops=int(self.opts.get("num_crops", 16)), **remote)
-        self.model = self.load(AutoModelForCausalLM, attn_implementation="eager", use_safetensors=True, **remote)
+        self.check_files(self.processor.tokenizer, self.processor)
+        pickle = emb.card.weights_format == "torch-weights-only"  # read with torch.load(weights_only=True) only
+        self.model = self.load(AutoModelForCausalLM, attn_implementation="eager", use_safetensors=not pickle,
+                               weights_only=True, **remote)
         self.hidden_size = self.model.config.hidden_size
         tok = self.processor.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0

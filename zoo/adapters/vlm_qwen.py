@@ -25,7 +25,7 @@ class Qwen2VL(Backbone):
         from zoo.lora import merge_adapter, read_adapter, resolve_adapter
 
         adapter = None
-        if self.opts.get("lora_repo"):  # find and read the adapter before the base weights are loaded
+        if emb.card.hub_role("adapter"):  # find and read the adapter before the base weights are loaded
             folder = resolve_adapter(emb.card, path=self.lora_path)
             adapter = read_adapter(folder, allow_pickle=self.opts.get("lora_weights_format") == "torch-weights-only")
         self.tokenizer = AutoTokenizer.from_pretrained(path)
@@ -36,6 +36,7 @@ class Qwen2VL(Backbone):
         self.image_processor = AutoImageProcessor.from_pretrained(path, backend="pil", **pixels)
         if (self.image_processor.size.shortest_edge, self.image_processor.size.longest_edge) != tuple(pixels.values()):
             raise CardError(f"{emb.card.name}: could not set the image processor's pixel range to {pixels}")
+        self.check_files(self.tokenizer, self.image_processor)
         dtype = torch.float32 if adapter else emb.compute_dtype  # merge in float32, then cast
         model = self.load(Qwen2VLForConditionalGeneration, dtype=dtype, use_safetensors=True)
         if adapter:
@@ -48,20 +49,24 @@ class Qwen2VL(Backbone):
         self.image_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.merge = int(self.image_processor.merge_size)
+        self.factor = int(self.image_processor.patch_size) * self.merge
+        self.pixels = (pixels["min_pixels"], pixels["max_pixels"])
         self.min_side = int(self.opts.get("min_image_side", 28))
 
     def prepare(self, item: VLMItem, index: int) -> Prepared:
         prompt, extras = item.prompt, {}
         self.check_tokens(prompt, self.image_token, item.image is not None, index)
         if item.image is not None:
+            from PIL import Image
+
             image = item.image
             if image.width < self.min_side or image.height < self.min_side:
-                from PIL import Image
-
                 image = image.resize((2 * self.min_side, 2 * self.min_side), Image.Resampling.BICUBIC)
+            h, w = vlm2vec_size(image.height, image.width, self.factor, *self.pixels)
+            image = image.resize((w, h), Image.Resampling.BICUBIC)  # what the processor's PIL backend does
             try:
-                enc = self.image_processor(images=[image], return_tensors="pt")
-            except ValueError as exc:  # e.g. an aspect ratio over 200
+                enc = self.image_processor(images=[image], do_resize=False, return_tensors="pt")
+            except ValueError as exc:
                 raise InvalidInputError(f"image cannot be processed: {exc}", index=index) from exc
             extras = {"pixel_values": enc["pixel_values"], "image_grid_thw": enc["image_grid_thw"]}
             count = int(enc["image_grid_thw"].prod()) // self.merge**2
@@ -76,20 +81,51 @@ class Qwen2VL(Backbone):
         return out.last_hidden_state
 
 
+def vlm2vec_size(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Target (height, width) as VLM2Vec's own copy of the Qwen2-VL image processor computes it.
+
+    transformers' ``smart_resize`` raises for an aspect ratio over 200 and clamps the scaled-down
+    sides to at least ``factor``; VLM2Vec's copy (src/model/vlm_backbone/qwen2_vl) instead makes
+    an image with a side under ``factor`` or a ratio over 200 square (both sides the longer one)
+    and has no clamp. Both round to multiples of ``factor``, then floor into ``max_pixels`` or
+    ceil up to ``min_pixels``; for ordinary images the two agree.
+    """
+    if height < factor or width < factor or max(height, width) / min(height, width) > 200:
+        height = width = max(factor, height, width)
+    h = round(height / factor) * factor
+    w = round(width / factor) * factor
+    if h * w > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h = math.floor(height / beta / factor) * factor
+        w = math.floor(width / beta / factor) * factor
+    elif h * w < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h = math.ceil(height * beta / factor) * factor
+        w = math.ceil(width * beta / factor) * factor
+    return h, w
+
+
 def fetch_size(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """Target (height, width) as ``qwen_vl_utils.smart_resize``: multiples of ``factor``, pixels in range."""
+    """Target (height, width) as ``qwen_vl_utils.smart_resize`` (Qwen3-VL's) computes it, to the letter.
+
+    Over an aspect ratio of 200 it raises; the first rounding is clamped to at least ``factor``,
+    the scaled-down sides are not (an extreme strip can then floor to zero, which upstream's
+    resize fails on: raised here as ValueError).
+    """
     if max(height, width) / min(height, width) > 200:
         raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.0f} is over 200")
     h = max(factor, round(height / factor) * factor)
     w = max(factor, round(width / factor) * factor)
     if h * w > max_pixels:
         beta = math.sqrt(height * width / max_pixels)
-        h = max(factor, math.floor(height / beta / factor) * factor)
-        w = max(factor, math.floor(width / beta / factor) * factor)
+        h = math.floor(height / beta / factor) * factor
+        w = math.floor(width / beta / factor) * factor
     elif h * w < min_pixels:
         beta = math.sqrt(min_pixels / (height * width))
         h = math.ceil(height * beta / factor) * factor
         w = math.ceil(width * beta / factor) * factor
+    if h < 1 or w < 1:
+        raise ValueError(f"a {width}x{height} image scales to {w}x{h} pixels under max_pixels {max_pixels}")
     return h, w
 
 
@@ -103,8 +139,7 @@ class Qwen3VL(Backbone):
         from transformers import Qwen3VLModel
 
         self.processor = pil_processor(path)
-        if not getattr(self.processor, "chat_template", None):
-            raise InvalidInputError(f"{emb.card.name}: the snapshot at {path} ships no chat template")
+        self.check_files(self.processor.tokenizer, self.processor, chat=True)
         self.model = self.load(Qwen3VLModel, use_safetensors=True)
         self.hidden_size = self.model.config.text_config.hidden_size
         tok = self.processor.tokenizer
