@@ -1,4 +1,4 @@
-"""The ``zoo`` command line: list, card, embed, embed-dataset, fetch, compat, demo, bench.
+"""The ``zoo`` command line: list, card, embed, embed-dataset, fetch, verify, compat, demo, bench.
 
 Errors print one line on stderr and exit non-zero: 2 for a bad command line, 1 for a zoo
 error (unknown model, missing weights, bad input), 130 on Ctrl-C.
@@ -58,12 +58,57 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from zoo import registry
-    from zoo.sources import resolve
+    from zoo.sources import fetch
 
     card = registry.card(args.name)
-    resolved = resolve(card, download=True)
-    print(f"{card.name}: {resolved.origin} {resolved.path}")
+    for resolved in fetch(card):
+        print(f"{card.name}: {resolved.source.describe()}: {resolved.origin} {resolved.path}")
     return 0
+
+
+def _cached(card) -> bool:
+    """Whether every file the card loads is here already (no download needed)."""
+    from zoo.sources import resolve, resolve_hub
+
+    try:
+        resolve(card, download=False)
+        for src in card.hub_sources:
+            if src.role != "model":
+                resolve_hub(card, src, download=False)
+    except ZooError:
+        return False
+    return True
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from zoo import registry
+    from zoo.verify import format_report, verify
+
+    if bool(args.name) == bool(args.all_cached):
+        print("zoo: error: verify takes a model name or --all-cached", file=sys.stderr)
+        return 2
+    names = [args.name] if args.name else [n for n in registry.list_models() if registry.card(n).examples]
+    failed = 0
+    for name in names:
+        card = registry.card(name)
+        if not card.examples:
+            print(f"{name}: the card records no published example to verify")
+            continue
+        if args.all_cached and not _cached(card):
+            print(f"{name}: skipped (weights not cached; `zoo fetch {name}` brings them)")
+            continue
+        if card.remote_code and not args.trust_remote_code:
+            print(f"{name}: skipped (it runs its repository's code: pass --trust-remote-code to consent)")
+            continue
+        try:
+            report = verify(card, download=args.download, trust_remote_code=args.trust_remote_code)
+        except ZooError as exc:
+            print(f"{name}: error: {exc}")
+            failed += 1
+            continue
+        print(format_report(report))
+        failed += report.status == "fail"
+    return 1 if failed else 0
 
 
 def _read_items(path: str) -> list[str]:
@@ -153,6 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fetch", help="download a model's pinned files into the Hugging Face cache")
     s.add_argument("name")
     s.set_defaults(func=_cmd_fetch)
+
+    s = sub.add_parser("verify", help="run a card's published examples on the weights here; print each score beside "
+                       "the published one")
+    s.add_argument("name", nargs="?")
+    s.add_argument("--all-cached", action="store_true", help="every card with examples whose weights are cached")
+    s.add_argument("--download", action="store_true", help="allow fetching weights and example inputs")
+    s.add_argument("--trust-remote-code", action="store_true", help="consent to run the model repo's code")
+    s.set_defaults(func=_cmd_verify)
 
     s = sub.add_parser("compat", help="compatibility matrix (CKA, mutual-kNN, stitched recall@1) of models")
     s.add_argument("models", nargs="+", help="two or more model names")

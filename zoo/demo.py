@@ -553,7 +553,9 @@ class DemoApp:
     # -- cards
     @staticmethod
     def card_rows(modality: str = "any", licence: str = "any", offline_only: bool = False,
-                  max_params: str = "any", dim: str = "any", text: str = "") -> list[list]:
+                  max_params: str = "any", dim: str = "any", text: str = "", evidence: str = "any") -> list[list]:
+        """Rows of the cards that pass every filter; ``evidence`` is a kind of check the card's claims rest on
+        (``zoo.modelcard.EVIDENCE``), or "not checked"."""
         rows = []
         words = text.lower().split()
         limit = PARAM_BUCKETS.get(max_params)
@@ -567,11 +569,14 @@ class DemoApp:
                 continue
             if dim not in ("any", "") and str(c.dim) != str(dim):
                 continue
+            if evidence not in ("any", "") and (evidence not in c.evidence if evidence != NOT_CHECKED
+                                                 else bool(c.evidence)):
+                continue
             haystack = " ".join([c.name, c.description, " ".join(c.tags), c.license, " ".join(c.modalities)]).lower()
             if not all(w in haystack for w in words):
                 continue
             rows.append([c.name, ", ".join(c.modalities), c.dim, _fmt_params(c.params), c.license,
-                         "yes" if c.offline_ready else "no"])
+                         "yes" if c.offline_ready else "no", ", ".join(c.evidence) or NOT_CHECKED])
         return rows
 
     @staticmethod
@@ -581,7 +586,7 @@ class DemoApp:
         sources = "\n".join(f"- {s.describe()}" + (f" (revision `{s.revision}`)" if s.revision else "")
                             for s in c.sources)
         offline = "offline-ready" if c.offline_ready else f"not offline-ready: {c.offline_note or 'hub weights'}"
-        return (_for_gradio(c.to_markdown()), f"{sources}\n\n*{offline}*", _for_gradio(c.parity or "(no parity text)"),
+        return (_for_gradio(c.to_markdown()), f"{sources}\n\n*{offline}*", _for_gradio(evidence_text(c)),
                 f'import zoo\n\nmodel = zoo.load("{c.name}")\n')
 
     # -- spaces
@@ -642,6 +647,30 @@ def _for_gradio(markdown: str) -> str:
     if markdown.startswith("---\n") and "\n---\n" in markdown[4:]:
         markdown = markdown[4:].split("\n---\n", 1)[1]
     return markdown.replace("~", "\\~")
+
+
+NOT_CHECKED = "not checked"
+
+
+def evidence_text(card) -> str:
+    """Markdown: what the card's claims rest on, its published examples and its last ``zoo verify``."""
+    from zoo.modelcard import EVIDENCE
+    from zoo.verify import last_report
+
+    lines = ["**Checked by**"]
+    lines += [f"- {e}: {EVIDENCE[e]}" for e in card.evidence] or [f"- {NOT_CHECKED}"]
+    if card.examples:
+        lines += ["", "**Published examples** (`zoo verify " + card.name + "`)"]
+        lines += [f"- [{ex.title}]({ex.source}): {ex.printed}" for ex in card.examples]
+    report = last_report(card.name)
+    if report is not None:
+        fresh = "" if report.card_sha256 == card.content_sha256() else " (the card has changed since)"
+        lines += ["", f"**Last verification**: {report.status} on {report.when}{fresh}, weights: {report.weights}"]
+        lines += [f"- {r.title}: {r.status} ({r.reason})" for r in report.results]
+    elif card.examples:
+        lines += ["", "**Last verification**: none on this machine"]
+    lines += ["", "**Parity**", "", card.parity.strip() or "(no parity text)"]
+    return "\n".join(lines)
 
 
 def _fmt_params(n: int) -> str:
@@ -740,8 +769,8 @@ def build_demo(app: DemoApp | None = None):
         return "added: " + ", ".join(it.title for it in added)
 
     @_guarded
-    def filter_cards(modality, licence, offline, max_params, dim, text):
-        rows = app.card_rows(modality, licence, offline, max_params, dim, text)
+    def filter_cards(modality, licence, offline, max_params, dim, text, evidence):
+        rows = app.card_rows(modality, licence, offline, max_params, dim, text, evidence)
         names = [r[0] for r in rows]
         return rows, gr.update(choices=names, value=names[0] if names else None)
 
@@ -766,7 +795,7 @@ def build_demo(app: DemoApp | None = None):
     cards = [registry.card(n) for n in registry.list_models()]
     text_models = [c.name for c in cards if "text" in c.modalities]
     offline_text = [n for n in ("all-minilm-l6-v2", "paraphrase-minilm-l3-v2") if n in text_models]
-    from zoo.modelcard import MODALITIES
+    from zoo.modelcard import EVIDENCE, MODALITIES
 
     with gr.Blocks(title="embedding-zoo demo") as demo:
         gr.Markdown("# embedding-zoo\nSearch real media with one embedding space, browse the model cards, "
@@ -813,16 +842,19 @@ def build_demo(app: DemoApp | None = None):
                 f_par = gr.Dropdown(list(PARAM_BUCKETS), value="any", label="Parameters")
                 f_dim = gr.Dropdown(["any", *map(str, sorted({c.dim for c in cards}))], value="any", label="Dims")
                 f_off = gr.Checkbox(label="offline-ready only")
-            f_txt = gr.Textbox(label="Search the cards", placeholder="speech, multilingual, code ...")
-            card_table = gr.Dataframe(headers=["name", "modalities", "dim", "params", "licence", "offline"],
-                                      value=app.card_rows(), interactive=False, elem_id="cards-table")
+            with gr.Row():
+                f_txt = gr.Textbox(label="Search the cards", placeholder="speech, multilingual, code ...")
+                f_evi = gr.Dropdown(["any", *EVIDENCE, NOT_CHECKED], value="any", label="Checked by",
+                                    elem_id="cards-evidence")
+            headers = ["name", "modalities", "dim", "params", "licence", "offline", "checked by"]
+            card_table = gr.Dataframe(headers=headers, value=app.card_rows(), interactive=False, elem_id="cards-table")
             pick = gr.Dropdown([c.name for c in cards], label="Open a card", elem_id="cards-pick")
             snippet = gr.Code(language="python", label="Load it", buttons=["copy"], elem_id="cards-snippet")
             with gr.Row():
                 sources = gr.Markdown(elem_id="cards-sources")
                 parity = gr.Markdown(elem_id="cards-parity")
             card_md = gr.Markdown(elem_id="cards-markdown")
-            filters = [f_mod, f_lic, f_off, f_par, f_dim, f_txt]
+            filters = [f_mod, f_lic, f_off, f_par, f_dim, f_txt, f_evi]
             for f in filters:
                 (f.submit if f is f_txt else f.change)(filter_cards, filters, [card_table, pick])
             pick.change(show_card, pick, [card_md, sources, parity, snippet])

@@ -57,6 +57,7 @@ def _fact_rows(card: ModelCard) -> list[tuple[str, str]]:
     if card.remote_code:
         rows.append(("Remote code", "required: pass `trust_remote_code=True` to `zoo.load` (pinned revision)"))
     rows.append(("Weights format", card.weights_format))
+    rows.append(("Checked by", ", ".join(card.evidence) or "not checked"))
     if card.paper:
         rows.append(("Paper", card.paper))
     return rows
@@ -82,9 +83,20 @@ def render(card: ModelCard) -> str:
     out += ["## Sources", ""]
     for src in card.sources:
         out.append(f"- {src.describe()}")
+        if src.kind == "hub" and src.files:
+            out.append("  - downloads: " + ", ".join(f"`{f}`" for f in src.files))
+        if src.listing is not None:
+            where = f"[{src.listing.url}]({src.listing.url})" if src.listing.url else "no page found"
+            seen = f" (at {src.listing.seen})" if src.listing.seen else ""
+            out.append(f"  - file list from {where}{seen}: {src.listing.note}")
         for fname, digest in src.sha256.items():
             out.append(f"  - `{fname}` sha256 `{digest}`")
     out.append("")
+    if card.examples:
+        out += ["## Published examples", "", f"Run them on the weights you have with `zoo verify {card.name}`.", ""]
+        for ex in card.examples:
+            out.append(f"- [{ex.title}]({ex.source}): printed `{ex.printed}` (tolerance {ex.tolerance:g})")
+        out.append("")
     if card.parity:
         out += ["## Parity", "", card.parity.strip(), ""]
     return "\n".join(out)
