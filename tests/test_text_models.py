@@ -398,11 +398,11 @@ def test_jina_v2_needs_consent_and_runs_code_from_the_pinned_code_repo(hf_text_c
     with pytest.raises(zoo.UnsafeModelFileError, match="trust_remote_code"):
         zoo.load(card.name)
     # The code repo's refs/main points at a commit whose modules raise ImportError (see the fixture),
-    # so this load succeeds only because the card's code_revision reaches transformers.
+    # so this load succeeds only because the card's pinned code repository revision reaches transformers.
     m = zoo.load(card.name, trust_remote_code=True)
     module_file = Path(sys.modules[type(m.model).__module__].__file__)
     assert module_file.is_relative_to(hf_text_cache.modules)
-    assert card.options["code_revision"] in module_file.parts
+    assert card.hub_role("code").revision in module_file.parts
     assert JINA_CODE_REPO.split("/")[0] in module_file.parts
     assert m.embed(["def f(): pass"]).shape == (1, 768)
 

@@ -84,8 +84,9 @@ def test_vlm_cards_are_registered_and_consistent():
         card = zoo.card(name)
         assert card.adapter == "vlm" and card.pooling == "last" and not card.offline_ready
         assert {"text", "image", "interleaved"} <= set(card.modalities)
-    lora = zoo.card(VLM2VEC).options
-    assert lora["lora_weights_format"] == "torch-weights-only" and "adapter_model.bin" in lora["lora_files"]
+    card = zoo.card(VLM2VEC)
+    assert card.options["lora_weights_format"] == "torch-weights-only"
+    assert "adapter_model.bin" in card.hub_role("adapter").files
     assert zoo.card(VLM2VEC).weights_format == "safetensors"  # the base stays safetensors-only
     assert zoo.card("vlm2vec-full").remote_code
     assert zoo.card(QWEN3).matryoshka_dims[-1] == 2048
@@ -103,7 +104,8 @@ def _embed_prompt_cases(emb, img) -> None:
 
 
 @pytest.mark.parametrize("name", [VLM2VEC, V2])
-def test_vlm2vec_feeds_the_original_prompts(models, name, monkeypatch):
+def test_vlm2vec_feeds_the_evaluation_prompts_by_default(models, name, monkeypatch):
+    """MMEB's evaluation form (src/data/eval_dataset): a newline after the image token and at the end."""
     emb = models(name)
     rec = Recorder(emb, monkeypatch)
     img = _image()
@@ -113,10 +115,10 @@ def test_vlm2vec_feeds_the_original_prompts(models, name, monkeypatch):
     pads = "<|image_pad|>" * (int(grid.prod()) // 4)
     assert pads and [_tokens(emb, row) for row in rec.fed()] == [
         "A cat and a dog",
-        f"{CAPTION_Q} A cat and a dog.",
-        f"{pads} Represent the given image.",
-        f"{pads} {IMAGE_Q} What is in the image",
-        f"{pads} {IMAGE_Q}",
+        f"{CAPTION_Q} A cat and a dog.\n",
+        f"{pads}\nRepresent the given image.\n",
+        f"{pads}\n{IMAGE_Q} What is in the image\n",
+        f"{pads}\n{IMAGE_Q}\n",
     ]
     vision_start = emb.backbone.tokenizer.convert_tokens_to_ids("<|vision_start|>")
     assert all(vision_start not in row for row in rec.fed())  # VLM2Vec prompts have no vision markers
@@ -312,7 +314,8 @@ def test_malicious_pickle_adapter_is_refused(tiny_vlm_cache, tmp_path):  # noqa:
 
 def test_missing_adapter_says_how_to_get_it(tiny_vlm_cache):  # noqa: F811
     card = zoo.card(VLM2VEC)
-    other = replace(card, options={**card.options, "lora_revision": "1" * 40})
+    sources = tuple(replace(s, revision="1" * 40) if s.role == "adapter" else s for s in card.sources)
+    other = replace(card, sources=sources)
     with pytest.raises(WeightsUnavailableError, match="TIGER-Lab/VLM2Vec-Qwen2VL-2B.*forbidden by"):
         resolve_adapter(other)
 
@@ -380,9 +383,11 @@ def test_mixed_inputs_need_interleaved_dicts(models):
 
 def test_vlm2vec_full_prompts_use_phi_image_token():
     opts, img = zoo.card("vlm2vec-full").options, _image()
-    assert build_prompt("vlm2vec", VLMItem(image=img), None, opts) == "<|image_1|> Represent the given image."
-    assert (build_prompt("vlm2vec", VLMItem(image=img, text="What is in the image"), IMAGE_Q, opts)
+    assert build_prompt("vlm2vec", VLMItem(image=img), None, opts, "demo") == "<|image_1|> Represent the given image."
+    assert (build_prompt("vlm2vec", VLMItem(image=img, text="What is in the image"), IMAGE_Q, opts, "demo")
             == f"<|image_1|> {IMAGE_Q} What is in the image")
+    assert build_prompt("vlm2vec", VLMItem(text="A cat and a dog"), None, opts, "demo") == "A cat and a dog"
+    assert build_prompt("vlm2vec", VLMItem(image=img), None, opts) == "<|image_1|>\nRepresent the given image.\n"
     assert build_prompt("vlm2vec", VLMItem(text="A cat and a dog"), None, opts) == "A cat and a dog"
 
 
