@@ -9,6 +9,7 @@ Standard library only.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +23,42 @@ FILE_SUFFIXES = {
 }
 
 
+def shown(item: Any, width: int = 120) -> str:
+    """``repr(item)`` cut to ``width`` characters, for error messages about untrusted input."""
+    text = repr(str(item) if isinstance(item, os.PathLike) else item)
+    return text if len(text) <= width else f"{text[:width - 20]}...({len(text):,} chars)"
+
+
+def regular_file(item: str | os.PathLike, index: int | None = None, *, what: str = "input") -> os.stat_result:
+    """The stat of ``item``, which must name a regular file (symlinks followed); nothing is opened.
+
+    FIFOs, devices (``/dev/zero``), sockets and directories are refused before anyone reads them:
+    reading one would block or never end. An unusable path (too long, a loop, no permission) is
+    an InvalidInputError naming it, never a raw OSError.
+    """
+    try:
+        st = os.stat(item)
+    except FileNotFoundError:
+        raise InvalidInputError(f"no such {what} file: {shown(item)}", index=index) from None
+    except (OSError, ValueError) as exc:  # ENAMETOOLONG, ELOOP, EACCES, an embedded NUL...
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise InvalidInputError(f"cannot use {what} path {shown(item)}: {reason}", index=index) from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a special file")
+        raise InvalidInputError(f"{what} path {shown(item)} is {kind}, not a regular file", index=index)
+    return st
+
+
 def checked_path(item: str | os.PathLike, index: int, *, what: str, limit: int) -> Path:
-    """``item`` as a Path to an existing, non-empty file of at most ``limit`` bytes (not read)."""
+    """``item`` as a Path to an existing, non-empty regular file of at most ``limit`` bytes (not read)."""
+    size = regular_file(item, index, what=what).st_size
     path = Path(item)
-    if not path.is_file():
-        raise InvalidInputError(f"no such {what} file: {str(path)!r}", index=index)
-    size = path.stat().st_size
     if size > limit:
         raise InputTooLargeError(f"{what} file is {size:,} bytes, over the limit of {limit:,}", index=index,
                                  limit=limit)
     if size == 0:
-        raise InvalidInputError(f"{what} file {str(path)!r} is empty", index=index)
+        raise InvalidInputError(f"{what} file {shown(path)} is empty", index=index)
     return path
 
 

@@ -37,6 +37,7 @@ import functools
 import json
 import os
 import selectors
+import stat
 import struct
 import subprocess
 import sys
@@ -45,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zoo._limits import read_checked
+from zoo._limits import checked_path, read_checked, regular_file, shown
 from zoo.errors import InputTooLargeError, InvalidInputError
 
 #: Largest encoded audio file the zoo reads (10 minutes of 48 kHz 16-bit stereo WAV fits).
@@ -54,6 +55,10 @@ MAX_FILE_BYTES = 128 * 1024 * 1024
 MAX_SECONDS = 600.0
 #: Accepted sample-rate range, in Hz.
 MIN_RATE, MAX_RATE = 1000, 384_000
+#: Largest accepted |sample| of float audio (files and waveforms); full scale is 1.0. Far above any real clipping,
+#: and low enough that squares and sums over an FFT frame (mel power, log-mel) stay finite in float32.
+#: Integer PCM is within [-1, 1) by construction.
+MAX_AMPLITUDE = 1e4
 #: Most channels accepted.
 MAX_CHANNELS = 32
 #: libsndfile formats the zoo decodes.
@@ -127,6 +132,7 @@ def _decode(data: bytes, max_seconds: float):
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             for block in f.blocks(blocksize=_BLOCK, dtype="float32", always_2d=True):
+                _check_samples(block, "audio")
                 parts.append(block.mean(axis=1, dtype=np.float64).astype(np.float32))
                 total += len(block)
                 if total > max_frames:
@@ -138,9 +144,20 @@ def _decode(data: bytes, max_seconds: float):
     mono = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     if not mono.size:
         raise InvalidInputError("audio has no samples")
-    if not np.isfinite(mono).all():
-        raise InvalidInputError("audio has NaN or infinite samples")
+    _check_samples(mono, "audio")
     return mono, info.samplerate
+
+
+def _check_samples(x, what: str) -> None:
+    """Refuse NaN/inf samples and samples beyond ``MAX_AMPLITUDE`` (errors carry no index)."""
+    import numpy as np
+
+    if not np.isfinite(x).all():
+        raise InvalidInputError(f"{what} has NaN or infinite samples")
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if peak > MAX_AMPLITUDE:
+        raise InvalidInputError(f"{what} has samples of magnitude {peak:.3g}, over the limit of {MAX_AMPLITUDE:g} "
+                                f"(float audio is expected in [-1, 1])")
 
 
 # ---------------------------------------------------------------- sandbox: parent side
@@ -284,15 +301,43 @@ def _worker_main() -> None:
 
 
 # ---------------------------------------------------------------- public API
+def _read_item(item: Any, index: int) -> bytes:
+    """The bytes of a path or bytes-like item, size-checked; a path must stay a regular file until it is read.
+
+    ``regular_file`` refuses FIFOs, devices and unusable paths by name before anything opens them; the file is
+    then opened with ``O_NONBLOCK`` (a FIFO swapped in meanwhile cannot block the open) and its descriptor must
+    still be a regular file; at most ``MAX_FILE_BYTES + 1`` bytes are read.
+    """
+    if not isinstance(item, (str, os.PathLike)):
+        return read_checked(item, index, what="audio", limit=MAX_FILE_BYTES)
+    regular_file(item, index, what="audio")
+    path = checked_path(item, index, what="audio", limit=MAX_FILE_BYTES)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"cannot open audio path {shown(path)}: {exc}", index=index) from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidInputError(f"audio path {shown(path)} is not a regular file", index=index)
+        data = f.read(MAX_FILE_BYTES + 1)
+    return read_checked(data, index, what="audio", limit=MAX_FILE_BYTES)
+
+
+
 def _from_waveform(wave: Any, rate: Any, index: int, max_seconds: float):
     import numpy as np
 
-    if type(wave).__module__ == "torch" and hasattr(wave, "detach"):
-        wave = wave.detach().cpu().numpy()
-    a = np.asarray(wave)
     if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or not MIN_RATE <= rate <= MAX_RATE:
         raise InvalidInputError(f"sample rate must be an integer in {MIN_RATE}..{MAX_RATE} Hz, got {rate!r}",
                                 index=index)
+    try:
+        if type(wave).__module__ == "torch" and hasattr(wave, "detach"):
+            wave = wave.detach().cpu()
+            wave = (wave.float() if wave.is_floating_point() and wave.dtype.itemsize < 4 else wave).numpy()
+        a = np.asarray(wave)
+    except (TypeError, ValueError, RuntimeError) as exc:  # ragged lists, complex/quantized tensors...
+        raise InvalidInputError(f"waveform is not a numeric array: {exc}", index=index) from None
     if a.ndim == 2 and a.shape[0] > a.shape[1]:
         a = a.T  # rule: the smaller axis is channels
     if a.ndim == 1:
@@ -309,9 +354,11 @@ def _from_waveform(wave: Any, rate: Any, index: int, max_seconds: float):
         a = (a.astype(np.float64) - (half if np.iinfo(a.dtype).min == 0 else 0)) / half
     elif not np.issubdtype(a.dtype, np.floating):
         raise InvalidInputError(f"waveforms must hold floats or integers, not {a.dtype}", index=index)
+    try:
+        _check_samples(a, "waveform")
+    except InvalidInputError as exc:
+        raise InvalidInputError(exc.args[0], index=index) from None
     mono = a.mean(axis=0, dtype=np.float64).astype(np.float32)
-    if not np.isfinite(mono).all():
-        raise InvalidInputError("waveform has NaN or infinite samples", index=index)
     return mono, int(rate)
 
 
@@ -335,7 +382,7 @@ def load_audio(item: Any, *, target_rate: int, index: int = 0, max_seconds: floa
     if isinstance(item, tuple) and len(item) == 2:
         mono, rate = _from_waveform(item[0], item[1], index, max_seconds)
     elif isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
-        data = read_checked(item, index, what="audio", limit=MAX_FILE_BYTES)
+        data = _read_item(item, index)
         if sandbox:
             mono, rate = _decode_sandboxed(data, max_seconds, index)
         else:

@@ -5,12 +5,15 @@ Accepted: a path (str or PathLike), raw bytes, a PIL image, an HxW or HxWxC uint
 
 Safety rules (for untrusted files):
 
+- a path must name a regular file (FIFOs, devices such as ``/dev/zero``, directories and unusable paths are
+  InvalidInputErrors naming the item, before anything is read; the open descriptor is checked again);
 - the file size is checked before reading (``MAX_FILE_BYTES``);
 - the pixel count is read from the header and checked before any pixel is decoded
   (``MAX_PIXELS``, the project's own limit, well under PIL's decompression-bomb threshold);
 - truncated files are errors: ``ImageFile.LOAD_TRUNCATED_IMAGES`` is never switched on;
 - only raster formats PIL decodes natively are opened (no EPS, which would call Ghostscript);
-- every failure is an InvalidInputError / InputTooLargeError naming the item's index.
+- every failure is an InvalidInputError / InputTooLargeError naming the item's index, including the
+  IndexError / KeyError / TypeError ... that PIL's parsers raise on corrupt files (found by fuzzing).
 
 Normalization: EXIF orientation is applied, the first frame of an animation is used, and
 every mode becomes RGB (palette transparency goes through RGBA; 16-bit and 32-bit integer
@@ -21,10 +24,11 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
-from zoo._limits import checked_bytes, checked_path
+from zoo._limits import checked_bytes, checked_path, regular_file, shown
 from zoo.errors import InputTooLargeError, InvalidInputError
 
 #: Largest image (width x height) the zoo decodes: 40 megapixels, e.g. 8000 x 5000.
@@ -48,8 +52,8 @@ def _open(data: bytes | os.PathLike | str, index: int):
     except Image.DecompressionBombError as exc:
         raise InputTooLargeError(f"image is over the pixel limit of {MAX_PIXELS:,}", index=index,
                                  limit=MAX_PIXELS) from exc
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InvalidInputError(f"cannot read image: {exc}", index=index) from exc
+    except Exception as exc:  # noqa: BLE001 - PIL's parsers raise KeyError, TypeError, struct.error... on bad headers
+        raise InvalidInputError(f"cannot read image: {type(exc).__name__}: {exc}", index=index) from exc
     return img
 
 
@@ -101,15 +105,16 @@ def _from_file_like(data: bytes | os.PathLike | str, index: int, background: tup
     img = _open(data, index)
     try:
         _check_size(img, index)
-        if getattr(img, "n_frames", 1) > 1:
+        if img.tell() != 0:
             img.seek(0)
         img.load()  # decode now, inside the error handling
         out = to_rgb(ImageOps.exif_transpose(img), background)
         return out.copy() if out is img else out  # the file handle closes below
-    except (InvalidInputError, InputTooLargeError):
+    except InvalidInputError:
         raise
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InvalidInputError(f"cannot decode image (truncated or corrupt?): {exc}", index=index) from exc
+    except Exception as exc:  # noqa: BLE001 - fuzzing finds IndexError, TypeError, KeyError... from corrupt files
+        raise InvalidInputError(f"cannot decode image (truncated or corrupt?): {type(exc).__name__}: {exc}",
+                                index=index) from exc
     finally:
         img.close()
 
@@ -143,10 +148,31 @@ def _from_array(arr: Any, index: int, background: tuple[int, int, int] | None = 
     return to_rgb(Image.fromarray(np.ascontiguousarray(a)), background)
 
 
-def _encoded_source(item: Any, index: int) -> Path | bytes:
-    """A path or bytes item, checked for existence and size before anything is read."""
+def _read_regular(path: Path, index: int, limit: int, what: str) -> bytes:
+    """The bytes of ``path``, opened without blocking and re-checked on the open descriptor.
+
+    ``checked_path`` has already refused FIFOs and devices by name, but the path may be swapped for one (or a
+    symlink to ``/dev/zero``) before it is opened: ``O_NONBLOCK`` keeps the open from waiting on a FIFO, the
+    descriptor's own stat must still be a regular file, and at most ``limit + 1`` bytes are read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"cannot open {what} path {shown(path)}: {exc}", index=index) from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidInputError(f"{what} path {shown(path)} is not a regular file", index=index)
+        data = f.read(limit + 1)
+    return checked_bytes(data, index, what=what, limit=limit)
+
+
+def _encoded_source(item: Any, index: int) -> bytes:
+    """The bytes of a path or bytes item, checked (regular file, existence, size) before anything is read."""
     if isinstance(item, (str, os.PathLike)):
-        return checked_path(item, index, what="image", limit=MAX_FILE_BYTES)
+        regular_file(item, index, what="image")  # FIFOs, devices, directories, unusable paths: refused by name
+        path = checked_path(item, index, what="image", limit=MAX_FILE_BYTES)
+        return _read_regular(path, index, MAX_FILE_BYTES, "image")
     return checked_bytes(item, index, what="image", limit=MAX_FILE_BYTES)
 
 
