@@ -19,13 +19,19 @@ Coordinates come back as given: models centre and scale them (``normalize_unit_s
 and swap axes as their training data needed.
 
 Refused: empty or one-point clouds, clouds whose points are all the same, NaN or infinite
-values, wrong shapes and dtypes, pickled ``.npy`` files, files over ``MAX_FILE_BYTES``
-(meshes over ``MAX_MESH_BYTES``), and headers declaring more than ``MAX_POINTS`` points.
+values, wrong shapes and dtypes, ragged point lists, pickled ``.npy`` files, files over
+``MAX_FILE_BYTES`` (meshes over ``MAX_MESH_BYTES``), clouds or headers with more than
+``MAX_POINTS`` points (``MAX_FACES`` faces), and paths that are not regular files (FIFOs,
+devices, directories). Every size a file declares (``.npy`` shape, PLY element counts in ASCII
+and binary, OFF counts, glTF accessor and buffer-view sizes) is checked against the file's own
+size before anything is allocated for it, and meshes whose faces point outside their vertices
+are refused. Errors from numpy, plyfile and trimesh come back as InvalidInputError naming the item.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 from pathlib import Path
@@ -33,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo._limits import read_checked
+from zoo._limits import read_checked, shown
 from zoo.errors import InputTooLargeError, InvalidInputError, require
 
 #: Largest point or mesh file read, in bytes.
@@ -56,15 +62,23 @@ _PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort"
 # ---------------------------------------------------------------------------- arrays
 def _as_cloud(a: Any, index: int) -> np.ndarray:
     """Validate an (N, 3) / (N, 6) array and return it as float64 xyz[rgb]."""
-    if type(a).__module__ == "torch" and hasattr(a, "detach"):
-        a = a.detach().cpu().numpy()
-    a = np.asarray(a)
+    try:
+        if type(a).__module__ == "torch" and hasattr(a, "detach"):
+            a = a.detach().cpu()
+            a = (a.float() if str(a.dtype) == "torch.bfloat16" else a).numpy()
+        a = np.asarray(a)
+    except (ValueError, TypeError, OverflowError, RuntimeError) as exc:  # ragged lists, unconvertible tensors
+        raise InvalidInputError(f"a point cloud must be a rectangular (N, 3) or (N, 6) array of numbers "
+                                f"({type(exc).__name__}: {str(exc)[:200]})", index=index) from None
     if a.dtype == object or not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
         raise InvalidInputError(f"point coordinates must be numbers, not {a.dtype}", index=index)
     if a.ndim != 2 or a.shape[1] not in (3, 6):
         raise InvalidInputError(f"a point cloud must have shape (N, 3) or (N, 6), got {a.shape}", index=index)
     if a.shape[0] < 2:
         raise InvalidInputError(f"a point cloud needs at least 2 points, got {a.shape[0]}", index=index)
+    if a.shape[0] > MAX_POINTS:
+        raise InputTooLargeError(f"point cloud has {a.shape[0]:,} points, over the limit of {MAX_POINTS:,}",
+                                 index=index, limit=MAX_POINTS)
     a = a.astype(np.float64)
     if not np.isfinite(a).all():
         raise InvalidInputError("point cloud has NaN or infinite values", index=index)
@@ -130,73 +144,168 @@ def _sniff(data: bytes) -> str:
 
 
 def _npy(data: bytes, index: int) -> np.ndarray:
-    """A ``.npy`` array, its header checked before the data is read; pickles are refused."""
+    """A ``.npy`` array, its header checked against the file's size before any allocation; pickles are refused."""
     stream = io.BytesIO(data)
     try:
         version = np.lib.format.read_magic(stream)
         if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(stream, max_header_size=_NPY_HEADER_LIMIT)
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream, max_header_size=_NPY_HEADER_LIMIT)
         else:
-            shape, _, dtype = np.lib.format.read_array_header_2_0(stream, max_header_size=_NPY_HEADER_LIMIT)
-    except ValueError as exc:
-        raise InvalidInputError(f"not a valid .npy file: {exc}", index=index) from exc
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream, max_header_size=_NPY_HEADER_LIMIT)
+    except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError...
+        raise InvalidInputError(f"not a valid .npy file: {str(exc)[:200]}", index=index) from None
     if dtype.hasobject:
         raise InvalidInputError(".npy holds Python objects (a pickle); only numeric arrays are read", index=index)
-    if len(shape) != 2 or shape[1] not in (3, 6):
+    if len(shape) != 2 or shape[1] not in (3, 6) or shape[0] < 0:
         raise InvalidInputError(f".npy array must have shape (N, 3) or (N, 6), got {shape}", index=index)
     if shape[0] > MAX_POINTS:
         raise InputTooLargeError(f".npy declares {shape[0]:,} points, over the limit of {MAX_POINTS:,}",
                                  index=index, limit=MAX_POINTS)
-    try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as exc:  # truncated data, bad header values
-        raise InvalidInputError(f"not a valid .npy file: {exc}", index=index) from exc
+    if dtype.kind not in "iuf" or dtype.fields is not None or dtype.subdtype is not None:
+        raise InvalidInputError(f".npy point coordinates must be plain numbers, not {dtype}", index=index)
+    offset, count = stream.tell(), shape[0] * shape[1]
+    if count * dtype.itemsize > len(data) - offset:
+        raise InvalidInputError(f".npy declares {shape[0]:,} points but the file is too short to hold them",
+                                index=index)
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
 
 
-def _ply_header(data: bytes, index: int) -> tuple[str, dict[str, int], int]:
-    """(format, element counts, bytes per vertex) from a PLY header, with counts capped."""
-    end = data.find(b"end_header", 0, _PLY_HEADER_LIMIT)
-    if end < 0:
+def _ply_header(data: bytes, index: int) -> tuple[Any, int]:
+    """(plyfile's parse of the header, offset of the body), every declared size checked against the file's size.
+
+    plyfile's own header parser is used (on at most the first 64 KiB) so the counts checked are
+    the counts it would read; nothing is allocated for them until they fit in the file.
+    """
+    plyfile = require("plyfile", extra="points", purpose="reading .ply files")
+    if b"end_header" not in data[:_PLY_HEADER_LIMIT]:
         raise InvalidInputError(f"PLY header has no end_header in its first {_PLY_HEADER_LIMIT:,} bytes",
                                 index=index)
-    lines = data[:end].decode("ascii", "replace").splitlines()
-    fmt, counts, element, vertex_bytes = "", {}, "", 0
-    for line in lines:
-        words = line.split()
-        if words[:1] == ["format"] and len(words) > 1:
-            fmt = words[1]
-        elif words[:1] == ["element"] and len(words) == 3:
-            element = words[1]
-            if not words[2].isdigit():
-                raise InvalidInputError(f"PLY element count {words[2]!r} is not a number", index=index)
-            counts[element] = int(words[2])
-        elif words[:1] == ["property"] and element == "vertex" and len(words) == 3:
-            vertex_bytes += _PLY_SIZES.get(words[1], 0)
-    n = counts.get("vertex", 0)
+    head = io.BytesIO(data[:_PLY_HEADER_LIMIT])
+    try:
+        header = plyfile.PlyData._parse_header(head)
+    except (plyfile.PlyParseError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise InvalidInputError(f"not a readable PLY header ({type(exc).__name__}: {str(exc)[:200]})",
+                                index=index) from None
+    body = len(data) - head.tell()
+    counts = {el.name: el.count for el in header.elements}
+    n, faces = counts.get("vertex", 0), counts.get("face", 0)
     if n > MAX_POINTS:
         raise InputTooLargeError(f"PLY declares {n:,} points, over the limit of {MAX_POINTS:,}",
                                  index=index, limit=MAX_POINTS)
-    if fmt.startswith("binary") and n * vertex_bytes > len(data) - end:
-        raise InvalidInputError(f"PLY declares {n:,} points but the file is too short to hold them", index=index)
-    return fmt, counts, vertex_bytes
+    if faces > MAX_FACES:
+        raise InputTooLargeError(f"PLY declares {faces:,} faces, over the limit of {MAX_FACES:,}",
+                                 index=index, limit=MAX_FACES)
+    need, list_rows = 0, 0
+    for el in header.elements:
+        if el.count < 0:
+            raise InvalidInputError(f"PLY element {el.name!r} has a negative count", index=index)
+        lists = [p for p in el.properties if isinstance(p, plyfile.PlyListProperty)]
+        list_rows += el.count if lists else 0
+        if header.text:  # every value is at least one character and one separator
+            row = 2 * len(el.properties)
+        else:  # fixed-size values, and at least the length field of each list
+            row = sum(np.dtype(p.len_dtype if isinstance(p, plyfile.PlyListProperty) else p.val_dtype).itemsize
+                      for p in el.properties)
+        need += el.count * max(1, row)
+    if need > body + 1:
+        raise InvalidInputError(f"PLY declares {n:,} points (and {need:,} bytes of rows) but the file is too short "
+                                f"to hold them ({body:,} bytes after the header)", index=index)
+    if list_rows > MAX_FACES:  # every list row is a Python object in plyfile and trimesh
+        raise InputTooLargeError(f"PLY declares {list_rows:,} rows of lists, over the limit of {MAX_FACES:,}",
+                                 index=index, limit=MAX_FACES)
+    return header, len(data) - body
 
 
-def _ply_cloud(data: bytes, index: int) -> np.ndarray:
-    """Vertices (and colours) of a PLY point cloud."""
-    PlyData = require("plyfile", extra="points", purpose="reading .ply files").PlyData
+def _ply_cloud(data: bytes, header: Any, offset: int, index: int) -> np.ndarray:
+    """Vertices (and colours) of a PLY point cloud; fixed-size binary rows are read straight from the bytes."""
+    plyfile = require("plyfile", extra="points", purpose="reading .ply files")
+    if "vertex" not in [el.name for el in header.elements]:
+        raise InvalidInputError("PLY has no vertex element", index=index)
     try:
-        ply = PlyData.read(io.BytesIO(data))
-        vertex = ply["vertex"]
-        names = vertex.data.dtype.names or ()
-        xyz = np.stack([np.asarray(vertex[c], dtype=np.float64) for c in "xyz"], axis=1)
-    except (KeyError, ValueError, IndexError, TypeError, EOFError) as exc:
-        raise InvalidInputError(f"not a readable PLY point cloud ({type(exc).__name__}: {exc})", index=index) from exc
-    if {"red", "green", "blue"} <= set(names):
-        rgb = np.stack([np.asarray(vertex[c], dtype=np.float64) for c in ("red", "green", "blue")], axis=1)
-        if np.issubdtype(vertex.data.dtype["red"], np.integer):
-            rgb = rgb / 255.0
-        return np.concatenate([xyz, rgb], axis=1)
-    return xyz
+        before = header.elements[:[el.name for el in header.elements].index("vertex") + 1]
+        if not header.text and not any(isinstance(p, plyfile.PlyListProperty) for el in before
+                                       for p in el.properties):
+            dtypes = [el.dtype(header.byte_order) for el in before]
+            start = offset + sum(el.count * dt.itemsize for el, dt in zip(before[:-1], dtypes[:-1], strict=True))
+            rows = np.frombuffer(data, dtype=dtypes[-1], count=before[-1].count, offset=start)
+        else:
+            rows = plyfile.PlyData.read(io.BytesIO(data))["vertex"].data
+        names = rows.dtype.names or ()
+        xyz = np.stack([np.asarray(rows[c], dtype=np.float64) for c in "xyz"], axis=1)
+        if {"red", "green", "blue"} <= set(names):
+            rgb = np.stack([np.asarray(rows[c], dtype=np.float64) for c in ("red", "green", "blue")], axis=1)
+            if np.issubdtype(rows.dtype["red"], np.integer):
+                rgb = rgb / 255.0
+            return np.concatenate([xyz, rgb], axis=1)
+        return xyz
+    except (plyfile.PlyParseError, KeyError, ValueError, IndexError, TypeError, EOFError, OverflowError) as exc:
+        raise InvalidInputError(f"not a readable PLY point cloud ({type(exc).__name__}: {str(exc)[:200]})",
+                                index=index) from None
+
+
+def _off_check(data: bytes, index: int) -> None:
+    """An OFF file's declared vertex and face counts, checked against its size before trimesh reads it."""
+    text = "\n".join(line.split("#", 1)[0] for line in data[:_PLY_HEADER_LIMIT].decode("utf-8", "replace")
+                     .splitlines())
+    found = re.search(r"(?:COFF|OFF)\s+(-?\d+)\s+(-?\d+)", text)
+    if not found:
+        return  # trimesh refuses it
+    nv, nf = int(found.group(1)), int(found.group(2))
+    if nv < 0 or nf < 0:
+        raise InvalidInputError(f"OFF declares negative counts ({nv}, {nf})", index=index)
+    if nv > MAX_POINTS:
+        raise InputTooLargeError(f"OFF declares {nv:,} vertices, over the limit of {MAX_POINTS:,}", index=index,
+                                 limit=MAX_POINTS)
+    if nf > MAX_FACES:
+        raise InputTooLargeError(f"OFF declares {nf:,} faces, over the limit of {MAX_FACES:,}", index=index,
+                                 limit=MAX_FACES)
+    if 6 * nv + 2 * nf > len(data) + 1:  # "x y z\n" per vertex, at least "0\n" per face
+        raise InvalidInputError(f"OFF declares {nv:,} vertices and {nf:,} faces but the file is too short "
+                                f"to hold them", index=index)
+
+
+_GLTF_COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
+_GLTF_SIZES = {5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4}
+
+
+def _gltf_check(data: bytes, suffix: str, index: int) -> None:
+    """A glTF's accessor and buffer-view sizes, checked against the file's size before trimesh allocates them."""
+    try:
+        if suffix == ".glb":
+            length = int.from_bytes(data[12:16], "little")
+            tree = json.loads(data[20:20 + length])
+        else:
+            tree = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInputError(f"not a readable {suffix} file ({type(exc).__name__}: {str(exc)[:200]})",
+                                index=index) from None
+    if not isinstance(tree, dict):
+        raise InvalidInputError(f"not a readable {suffix} file (its JSON is not an object)", index=index)
+
+    def number(value: Any, what: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= len(data):
+            raise InvalidInputError(f"{suffix} {what} is {shown(value, 40)}: not a size that fits in the file "
+                                    f"of {len(data):,} bytes", index=index)
+        return value
+
+    for key in ("accessors", "bufferViews", "buffers"):
+        if not isinstance(tree.get(key, []), list) or not all(isinstance(x, dict) for x in tree.get(key, [])):
+            raise InvalidInputError(f"{suffix} {key} is not a list of objects", index=index)
+    for i, acc in enumerate(tree.get("accessors", [])):
+        count = number(acc.get("count", 0), f"accessor {i} count")
+        per = _GLTF_COMPONENTS.get(acc.get("type"), 16) * _GLTF_SIZES.get(acc.get("componentType"), 8)
+        number(count * per, f"accessor {i} size in bytes")
+        number(acc.get("byteOffset", 0), f"accessor {i} byteOffset")
+        sparse = acc.get("sparse", {})
+        number(sparse.get("count", 0) if isinstance(sparse, dict) else -1, f"accessor {i} sparse count")
+    for i, view in enumerate(tree.get("bufferViews", [])):
+        for field in ("byteLength", "byteOffset", "byteStride"):
+            number(view.get(field, 0), f"bufferView {i} {field}")
+        stride = view.get("byteStride", 0)
+        for acc in tree.get("accessors", []):
+            if acc.get("bufferView") == i and stride:
+                number(acc.get("count", 0) * stride, f"accessor on bufferView {i} strided size")
 
 
 def _mesh_cloud(data: bytes, suffix: str, n_points: int, seed: int, index: int) -> np.ndarray:
@@ -204,21 +313,35 @@ def _mesh_cloud(data: bytes, suffix: str, n_points: int, seed: int, index: int) 
     if len(data) > MAX_MESH_BYTES:
         raise InputTooLargeError(f"mesh file is {len(data):,} bytes, over the limit of {MAX_MESH_BYTES:,}",
                                  index=index, limit=MAX_MESH_BYTES)
+    if suffix == ".off":
+        _off_check(data, index)
+    if suffix in (".glb", ".gltf"):
+        _gltf_check(data, suffix, index)
     trimesh = require("trimesh", extra="points", purpose="reading meshes")
+    extra = {"skip_materials": True} if suffix in (".glb", ".gltf", ".obj") else {}  # no texture images decoded
     try:
-        mesh = trimesh.load(io.BytesIO(data), file_type=suffix.lstrip("."), force="mesh", process=False)
+        mesh = trimesh.load(io.BytesIO(data), file_type=suffix.lstrip("."), force="mesh", process=False, **extra)
     except Exception as exc:  # trimesh raises many types for malformed files; report them all as bad input
-        raise InvalidInputError(f"not a readable {suffix} mesh ({type(exc).__name__}: {exc})", index=index) from exc
+        raise InvalidInputError(f"not a readable {suffix} mesh ({type(exc).__name__}: {str(exc)[:200]})",
+                                index=index) from None
     faces = getattr(mesh, "faces", None)
     if faces is None or len(faces) == 0:
         raise InvalidInputError(f"{suffix} mesh has no faces", index=index)
     if len(faces) > MAX_FACES:
         raise InputTooLargeError(f"mesh has {len(faces):,} faces, over the limit of {MAX_FACES:,}",
                                  index=index, limit=MAX_FACES)
-    if not np.isfinite(mesh.vertices).all():
+    faces, vertices = np.asarray(faces), np.asarray(mesh.vertices)
+    if vertices.ndim != 2 or vertices.shape[1:] != (3,) or faces.ndim != 2 or faces.shape[1:] != (3,):
+        raise InvalidInputError(f"{suffix} mesh is not made of triangles over 3-D vertices", index=index)
+    if not np.issubdtype(faces.dtype, np.integer) or faces.min() < 0 or faces.max() >= len(vertices):
+        raise InvalidInputError(f"{suffix} mesh has faces that point outside its {len(vertices):,} vertices",
+                                index=index)
+    if not np.isfinite(vertices).all():
         raise InvalidInputError("mesh has NaN or infinite vertices", index=index)
-    if not mesh.area > 0:
-        raise InvalidInputError("mesh has no surface area", index=index)
+    with np.errstate(all="ignore"):
+        area = float(mesh.area)
+    if not (area > 0 and np.isfinite(area)):
+        raise InvalidInputError("mesh has no finite surface area", index=index)
     return sample_mesh(mesh, n_points, seed=seed)
 
 
@@ -250,9 +373,9 @@ def _file_cloud(item: Any, n_points: int, seed: int, index: int) -> np.ndarray:
     if suffix == ".npy":
         return _npy(data, index)
     if suffix == ".ply":
-        _, counts, _ = _ply_header(data, index)
-        if counts.get("face", 0) == 0:
-            return _ply_cloud(data, index)
+        header, offset = _ply_header(data, index)
+        if not any(el.name == "face" and el.count > 0 for el in header.elements):
+            return _ply_cloud(data, header, offset, index)
     return _mesh_cloud(data, suffix, n_points, seed, index)
 
 
