@@ -7,7 +7,21 @@ collection is one LanceDB table with the columns
 - ``item`` (string): the path or text the vector was made from;
 - ``metadata`` (string): the row's metadata dict as JSON;
 - ``vector`` (fixed-size list of float32): the vector, L2-normalized on ``add``, so that the
-  cosine of two rows is their dot product (cosine is all this store answers).
+  cosine of two rows is their dot product (cosine is all this store answers);
+- ``checksum`` (int64): CRC-32 of the row's id, vector, item and metadata, checked on every row
+  that exact search loads, on every hit of an ANN search and by :meth:`Collection.verify`
+  (collections made before this column existed are read without the check).
+
+Writers are serialized per collection: a thread lock within the process and, on POSIX, an
+``fcntl.flock`` on ``.zoo-locks/<name>.lock`` in the store folder across processes, held while
+``add`` creates or opens the table, allocates the next ids (the latest row count) and commits
+the rows. LanceDB commits an append atomically (a new manifest), so a writer killed at any point
+leaves either all of an ``add``'s rows or none, and the kernel releases its lock. Damaged files
+(bytes changed, a file cut short) surface as :class:`CollectionCorruptError` naming the
+collection instead of as wrong hits (a CRC-32 per row: damage that keeps it matching is a 1 in
+2^32 chance; damage in an ANN index file can still lose recall unnoticed); other collections
+live in their own folders and are not affected. Durability is LanceDB's: no fsync is forced, so
+a power cut or OS crash (unlike a killed process) may lose the last commits.
 
 The table's schema metadata records the embedding space id (and the model and dim that made
 the first rows). Vectors compare only within one space: adding rows of another space is
@@ -41,6 +55,10 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,9 +66,14 @@ from typing import Any
 import numpy as np
 
 from zoo.embeddings import Embeddings
-from zoo.errors import InvalidInputError, SpaceMismatchError, require
+from zoo.errors import IntegrityError, InvalidInputError, SpaceMismatchError, ZooError, require
 
-__all__ = ["ANN_THRESHOLD", "Collection", "Hit", "SearchResults", "VectorStore"]
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): writers are serialized within one process only
+    fcntl = None
+
+__all__ = ["ANN_THRESHOLD", "Collection", "CollectionCorruptError", "Hit", "SearchResults", "VectorStore"]
 
 ANN_THRESHOLD = 50_000
 """Collections with fewer rows are always searched exactly; at or above it an index is used when built."""
@@ -58,6 +81,31 @@ ANN_THRESHOLD = 50_000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _META_SPACE, _META_MODEL, _META_DIM = b"zoo.space", b"zoo.model", b"zoo.dim"
 _BLOCK_FLOATS = 1 << 25  # scores held at once by exact search: 128 MB of float32
+_LOCK_DIR = ".zoo-locks"  # in the store folder: one lock file per collection (LanceDB lists only *.lance)
+_CHECKSUM = "checksum"
+_thread_locks: dict[tuple[str, str], threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+class CollectionCorruptError(IntegrityError):
+    """A collection whose files on disk are damaged: unreadable, or rows that fail their checksum.
+
+    Attributes:
+        collection: the collection's name.
+        ids: ids of the rows found damaged (empty when the files could not be read at all).
+    """
+
+    def __init__(self, message: str, *, collection: str, ids=(), path: str | None = None):
+        self.collection = collection
+        self.ids = [int(i) for i in ids]
+        super().__init__(message, path=path)
+
+
+def _thread_lock(path: Path, name: str) -> threading.Lock:
+    """One lock per (store folder, collection) in this process, shared by every Collection object."""
+    key = (str(path.resolve()), name)
+    with _thread_locks_guard:
+        return _thread_locks.setdefault(key, threading.Lock())
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,23 +164,27 @@ class VectorStore:
         self.path.mkdir(parents=True, exist_ok=True)
         self._db = lancedb.connect(str(self.path))
         self._open: dict[str, Collection] = {}
+        self._open_lock = threading.Lock()
 
     def collection(self, name: str) -> Collection:
         """The collection ``name``; it is created on disk by its first ``add``."""
         if not isinstance(name, str) or not _NAME.match(name):
             raise InvalidInputError(f"collection names are 1-128 letters, digits, '_', '.', '-'; not {name!r}")
-        if name not in self._open:
-            self._open[name] = Collection(self, name)
-        return self._open[name]
+        with self._open_lock:
+            if name not in self._open:
+                self._open[name] = Collection(self, name)
+            return self._open[name]
 
     def collections(self) -> list[str]:
         """Names of the collections on disk."""
         return sorted(self._table_names())
 
     def drop(self, name: str) -> None:
-        """Delete a collection and its files."""
+        """Delete a collection and its files (waiting for its writers, in this and other processes)."""
         if name in self._table_names():
-            self._db.drop_table(name)
+            with Collection(self, name)._writing():
+                if name in self._table_names():
+                    self._db.drop_table(name)
         self._open.pop(name, None)
 
     def _table_names(self) -> list[str]:
@@ -164,13 +216,59 @@ class Collection:
         self._schema_meta: dict[bytes, bytes] | None = None  # set when the table is created; never changes
         self._facts: tuple[int, int, str | None] | None = None  # (version, rows, index type) of the latest read
         self._snapshot: _Snapshot | None = None
+        self._checked = True  # whether the table has the checksum column (set when it is opened)
+        self._lock = _thread_lock(store.path, name)
 
     # -- the table ---------------------------------------------------------------------------------------------
     def _tbl(self):
         """The LanceDB table, or None while the collection has no rows on disk."""
         if self._table is None and self.name in self.store._table_names():
-            self._table = self.store._db.open_table(self.name)
+            with self._guard("open"):
+                try:
+                    tbl = self.store._db.open_table(self.name)
+                except ValueError as exc:
+                    if "not found" in str(exc):
+                        return None  # a folder with no committed version: a creator was killed before its commit
+                    raise
+                names = tbl.schema.names
+                missing = {"id", "item", "metadata", "vector"} - set(names)
+                if missing:
+                    raise self._corrupt(f"its table lacks the columns {sorted(missing)}")
+                self._checked = _CHECKSUM in names
+                self._table = tbl
         return self._table
+
+    def _corrupt(self, what: str, ids=()) -> CollectionCorruptError:
+        return CollectionCorruptError(
+            f"collection {self.name!r} in {str(self.store.path)!r} is damaged: {what}. Other collections are not "
+            f"affected; drop and rebuild this one, or restore its folder {self.name}.lance from a backup",
+            collection=self.name, ids=ids, path=f"{self.name}.lance")
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """Turn LanceDB's errors on reading damaged files into CollectionCorruptError naming the collection."""
+        try:
+            yield
+        except (ZooError, KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError):
+            raise
+        except BaseException as exc:  # lance raises OSError / RuntimeError / ValueError, or a Rust panic
+            raise self._corrupt(f"{action} failed: {type(exc).__name__}: {exc}") from exc
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the collection's write lock: the thread lock, then (POSIX) an flock on its lock file."""
+        with self._lock:
+            if fcntl is None:
+                yield
+                return
+            folder = self.store.path / _LOCK_DIR
+            folder.mkdir(exist_ok=True)
+            with open(folder / f"{self.name}.lock", "ab") as fh:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # released by the kernel should this process die
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def _meta(self, key: bytes) -> str | None:
         if self._schema_meta is None and self._tbl() is not None:
@@ -183,12 +281,14 @@ class Collection:
         tbl = self._tbl()
         if tbl is None:
             return 0, 0, None
-        tbl.checkout_latest()
-        version = tbl.version
-        if self._facts is None or self._facts[0] != version:
-            kinds = [ix.index_type for ix in tbl.list_indices() if "vector" in ix.columns]
-            self._facts = (version, tbl.count_rows(), kinds[0] if kinds else None)
-        return self._facts
+        with self._guard("reading its latest version"):
+            tbl.checkout_latest()
+            version = tbl.version
+            facts = self._facts
+            if facts is None or facts[0] != version:
+                kinds = [ix.index_type for ix in tbl.list_indices() if "vector" in ix.columns]
+                self._facts = facts = (version, tbl.count_rows(), kinds[0] if kinds else None)
+        return facts
 
     @property
     def space(self) -> str | None:
@@ -215,24 +315,44 @@ class Collection:
         vectors = _unit_rows(_float_rows(embeddings, "embeddings"), "embeddings")
         items = _items(items, len(vectors))
         metas = _metadata(metadata, len(vectors))
-        if self._tbl() is not None:
-            self._check_space(embeddings.space, "add")
-            self._check_dim(vectors.shape[1], "embeddings")
-        start = len(self)
-        data = _arrow_rows(np.arange(start, start + len(vectors), dtype=np.int64), items, metas, vectors)
-        if self._tbl() is None:
+        with self._writing():  # no other thread or process allocates ids or commits rows until this one has
+            start = self._append(embeddings, items, metas, vectors)
+        return list(range(start, start + len(vectors)))
+
+    def _append(self, embeddings: Embeddings, items: list[str], metas: list[str], vectors: np.ndarray) -> int:
+        """Commit the rows under the write lock; returns the first id. Ids continue from the latest row count."""
+        n = len(vectors)
+        if self._table is not None and self.name not in self.store._table_names():
+            self._table, self._schema_meta, self._facts, self._snapshot = None, None, None, None  # dropped
+        for attempt in range(2):
+            tbl = self._tbl()
+            if tbl is not None:
+                self._check_space(embeddings.space, "add")
+                self._check_dim(vectors.shape[1], "embeddings")
+                start = self._latest()[1]
+                if n:
+                    tbl.add(_arrow_rows(np.arange(start, start + n, dtype=np.int64), items, metas, vectors,
+                                        checksums=self._checked))
+                return start
+            data = _arrow_rows(np.arange(n, dtype=np.int64), items, metas, vectors)
             schema = data.schema.with_metadata({_META_SPACE: embeddings.space, _META_MODEL: embeddings.model,
                                                 _META_DIM: str(vectors.shape[1])})
-            self._table = self.store._db.create_table(self.name, data.cast(schema), schema=schema)
-        elif len(vectors):
-            self._table.add(data)
-        return list(range(start, start + len(vectors)))
+            try:
+                self._table = self.store._db.create_table(self.name, data.cast(schema), schema=schema)
+            except ValueError as exc:  # a writer without the file lock (another OS) created it first: open it
+                if "already exists" not in str(exc) or attempt:
+                    raise
+                continue
+            self._checked = True
+            return 0
+        raise AssertionError("unreachable")
 
     def rows(self) -> list[tuple[int, str, dict]]:
         """Every row's id, item and metadata, in id order (the vectors are left on disk)."""
         if self._tbl() is None:
             return []
-        data = self._tbl().search().select(["id", "item", "metadata"]).limit(None).to_arrow()
+        with self._guard("reading its rows"):
+            data = self._tbl().search().select(["id", "item", "metadata"]).limit(None).to_arrow()
         rows = zip(data["id"].to_pylist(), data["item"].to_pylist(), data["metadata"].to_pylist(), strict=True)
         return sorted((i, item, json.loads(meta)) for i, item, meta in rows)
 
@@ -298,8 +418,8 @@ class Collection:
             exact = not (rows >= ANN_THRESHOLD and index_type)
         elif exact is False and not index_type:
             raise InvalidInputError(f"exact=False needs an index: call create_index() on {self.name!r} first")
-        qi, ids, scores = self._exact(q, k, version) if exact else self._ann(q, k, index_type)
-        return self._hits(len(q), qi, ids, scores, stitch, exact, version)
+        qi, ids, scores, rows = self._exact(q, k, version) if exact else self._ann(q, k, index_type)
+        return self._hits(len(q), qi, ids, scores, rows, stitch, exact)
 
     def _into_space(self, query) -> tuple[Any, str | None]:
         """The query in the collection's space, and the name of the stitch that put it there (or None)."""
@@ -320,61 +440,103 @@ class Collection:
         return st.apply(query), name
 
     def _vectors(self, version: int) -> _Snapshot:
-        """The table's unit vectors in memory, re-read when the table has a new version."""
-        if self._snapshot is None or self._snapshot.version != version:
-            self._snapshot = None  # free the old copy before reading the new one
-            data = self._tbl().search().select(["id", "item", "metadata", "vector"]).limit(None).to_arrow()
-            flat = data["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
-            vectors = np.ascontiguousarray(flat, dtype=np.float32).reshape(data.num_rows, -1)
-            self._snapshot = _Snapshot(version, data["id"].to_numpy(), vectors,
-                                       data.select(["id", "item", "metadata"]).combine_chunks())
-        return self._snapshot
+        """The table's unit vectors in memory, re-read when the table has a newer version; every row's checksum
+        is checked as it is read."""
+        snap = self._snapshot
+        if snap is not None and snap.version >= version:
+            return snap
+        self._snapshot = None  # free the old copy before reading the new one
+        tbl = self._tbl()
+        columns = ["id", "item", "metadata", "vector"] + ([_CHECKSUM] if self._checked else [])
+        with self._guard("reading its vectors"):
+            while True:  # another thread's add may move the shared table handle on during the read: label it right
+                before = tbl.version
+                data = tbl.search().select(columns).limit(None).to_arrow()
+                if tbl.version == before:
+                    break
+        flat = data["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        vectors = np.ascontiguousarray(flat, dtype=np.float32).reshape(data.num_rows, -1)
+        ids = data["id"].to_numpy()
+        if self._checked:
+            self._check_rows(ids, data["item"].to_pylist(), data["metadata"].to_pylist(), vectors,
+                             data[_CHECKSUM].to_numpy())
+        rows = data.select(["id", "item", "metadata"]).combine_chunks()
+        self._snapshot = snap = _Snapshot(before, ids, vectors, rows)
+        return snap
 
-    def _exact(self, q: np.ndarray, k: int, version: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _check_rows(self, ids, items, metas, vectors, stored) -> None:
+        bad = np.flatnonzero(_checksums(ids, items, metas, vectors) != stored)
+        if len(bad):
+            raise self._corrupt(f"{len(bad)} row(s) fail their checksum (ids {ids[bad[:10]].tolist()}"
+                                f"{', ...' if len(bad) > 10 else ''})", ids=ids[bad])
+
+    def verify(self) -> int:
+        """Read every row and check it against its checksum, and the ids (0 .. rows-1, each once); returns the
+        row count, or raises CollectionCorruptError naming the collection and the damaged rows' ids."""
+        tbl = self._tbl()
+        if tbl is None:
+            return 0
+        version, _, index_type = self._latest()
+        self._snapshot = None  # read the files afresh: they may have changed since the last search
+        snap = self._vectors(version)
+        ids = np.sort(snap.ids)
+        if not np.array_equal(ids, np.arange(len(ids))):
+            dup = ids[1:][ids[1:] == ids[:-1]]
+            raise self._corrupt(f"its ids are not 0 .. {len(ids) - 1}, each once (repeated: {dup[:10].tolist()})",
+                                ids=dup)
+        if index_type and len(snap.ids):
+            with self._guard("searching its index"):
+                tbl.search(snap.vectors[0]).distance_type("cosine").limit(1).nprobes(1).select(["id"]).to_arrow()
+        return len(ids)
+
+    def _exact(self, q: np.ndarray, k: int, version: int):
         snap = self._vectors(version)
         top, scores = exact_topk(q, snap.vectors, k, tiebreak=snap.ids)
-        return np.repeat(np.arange(len(q)), top.shape[1]), snap.ids[top].ravel(), scores.ravel()
+        ids = snap.ids[top].ravel()
+        rows = snap.take(np.unique(ids))
+        if rows is None:
+            rows = self._rows(np.unique(ids))
+        return np.repeat(np.arange(len(q)), top.shape[1]), ids, scores.ravel(), rows
 
     def probes(self) -> int:
         """The number of IVF partitions an ANN search visits (see ``nprobes``)."""
         return self.nprobes or max(20, math.ceil(math.sqrt(len(self)) / 10))
 
-    def _ann(self, q: np.ndarray, k: int, index_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _ann(self, q: np.ndarray, k: int, index_type: str):
+        """The index's hits with their rows, each checked against its checksum."""
         tbl = self._tbl()
         search = tbl.search(q if len(q) > 1 else q[0]).distance_type("cosine").limit(k).nprobes(self.probes())
         if self.refine_factor and "pq" in index_type.lower():
             search = search.refine_factor(self.refine_factor)
-        data = search.select(["id", "_distance"]).to_arrow()
+        columns = ["id", "item", "metadata"] + (["vector", _CHECKSUM] if self._checked else [])
+        with self._guard("searching its index"):
+            data = search.select(columns).to_arrow()
         qi = data["query_index"].to_numpy() if "query_index" in data.column_names else np.zeros(data.num_rows, int)
         ids, scores = data["id"].to_numpy(), 1.0 - data["_distance"].to_numpy().astype(np.float64)
+        items, metas = data["item"].to_pylist(), data["metadata"].to_pylist()
+        if self._checked:
+            flat = data["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            self._check_rows(ids, items, metas, np.asarray(flat, dtype=np.float32).reshape(data.num_rows, -1),
+                             data[_CHECKSUM].to_numpy())
+        rows = dict(zip(ids.tolist(), zip(items, metas, strict=True), strict=True))
         order = np.lexsort((ids, -scores, qi))  # per query: best first, ties by id
-        return qi[order], ids[order], scores[order]
+        return qi[order], ids[order], scores[order], rows
 
-    def _hits(self, m: int, qi, ids, scores, stitch: str | None, exact: bool, version: int) -> SearchResults:
-        rows = self._rows(np.unique(ids), version)
+    def _hits(self, m: int, qi, ids, scores, rows, stitch: str | None, exact: bool) -> SearchResults:
         out: list[list[Hit]] = [[] for _ in range(m)]
         for i, row_id, score in zip(qi.tolist(), ids.tolist(), scores.tolist(), strict=True):
             item, meta = rows[row_id]
             out[i].append(Hit(row_id, item, float(score), json.loads(meta) if meta != "{}" else {}, stitch))
         return SearchResults(out, stitch=stitch, exact=exact)
 
-    def _rows(self, ids: np.ndarray, version: int) -> dict[int, tuple[str, str]]:
-        """id -> (item, metadata JSON) for the given ids.
-
-        From the in-memory snapshot when it holds this table version (exact search read it); else from
-        disk. Ids are row offsets (given in insertion order, rows never deleted), so a take by offset
-        finds them; a filter on the id column is the fallback should that ever not hold.
-        """
+    def _rows(self, ids: np.ndarray) -> dict[int, tuple[str, str]]:
+        """id -> (item, metadata JSON) for the given ids, read from disk (when the snapshot's ids are not its
+        row positions, which ``add`` never makes): a filter on the id column."""
         if not len(ids):
             return {}
-        snap = self._snapshot
-        if snap is not None and snap.version == version and (rows := snap.take(ids)) is not None:
-            return rows
-        columns = ["id", "item", "metadata"]
-        data = self._tbl().take_offsets(ids.tolist()).select(columns).to_arrow()
-        if not np.array_equal(np.sort(data["id"].to_numpy()), ids):
-            where = f"id IN ({', '.join(str(int(i)) for i in ids)})"
-            data = self._tbl().search().where(where).select(columns).limit(None).to_arrow()
+        where = f"id IN ({', '.join(str(int(i)) for i in ids)})"
+        with self._guard("reading rows"):
+            data = self._tbl().search().where(where).select(["id", "item", "metadata"]).limit(None).to_arrow()
         return dict(zip(data["id"].to_pylist(), zip(data["item"].to_pylist(), data["metadata"].to_pylist(),
                                                      strict=True), strict=True))
 
@@ -460,13 +622,31 @@ def _metadata(metadata, n: int) -> list[str]:
     return out
 
 
-def _arrow_rows(ids: np.ndarray, items: list[str], metas: list[str], vectors: np.ndarray):
+def _checksums(ids: np.ndarray, items: list[str], metas: list[str], vectors: np.ndarray) -> np.ndarray:
+    """Each row's CRC-32 of its id (int64 LE), vector (float32 LE), item (length-prefixed UTF-8), metadata."""
+    id_bytes = memoryview(np.ascontiguousarray(ids, dtype="<i8").tobytes())
+    vec_bytes = memoryview(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
+    width = vectors.shape[1] * 4 if vectors.ndim == 2 else 0
+    out = np.empty(len(items), dtype=np.int64)
+    crc = zlib.crc32
+    for i, (item, meta) in enumerate(zip(items, metas, strict=True)):
+        item_b = item.encode()
+        c = crc(vec_bytes[i * width:(i + 1) * width], crc(id_bytes[i * 8:i * 8 + 8]))
+        out[i] = crc(meta.encode(), crc(item_b, crc(len(item_b).to_bytes(8, "little"), c)))
+    return out
+
+
+def _arrow_rows(ids: np.ndarray, items: list[str], metas: list[str], vectors: np.ndarray, *,
+                checksums: bool = True):
     import pyarrow as pa
 
     flat = pa.array(vectors.ravel(), type=pa.float32())
-    return pa.table({
+    columns = {
         "id": pa.array(ids, type=pa.int64()),
         "item": pa.array(items, type=pa.string()),
         "metadata": pa.array(metas, type=pa.string()),
         "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]),
-    })
+    }
+    if checksums:
+        columns[_CHECKSUM] = pa.array(_checksums(ids, items, metas, vectors), type=pa.int64())
+    return pa.table(columns)
