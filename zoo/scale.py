@@ -12,7 +12,11 @@ How it is laid out, and why:
   ``part-<first row, 12 digits>.parquet``. A shard's content depends only on the input and the
   model, never on which worker ran it or when, so a job stopped half way and started again embeds
   only the shards whose file is missing and ends with the same files as one uninterrupted run.
-  A shard file is written to a hidden temporary name and renamed, so a file that exists is whole.
+  A shard file is written to a hidden temporary name and renamed, and its row count and sha256 are
+  recorded in ``_shards/<name>.json``. A rerun counts a shard as done only once it is verified (a
+  readable Parquet footer, the job's model, rows plus bad items equal to the shard's item count
+  recorded in ``_job.json``, the recorded sha256): a shard cut short or altered is deleted, named
+  in a warning and embedded again.
 - Ray Data runs the shards: the dataset is one row per missing shard, and ``map_batches`` sends
   them to a fixed pool of actors (``ActorPoolStrategy``), each of which loads the zoo model once,
   reads its shard's items itself (Parquet row groups or files) and writes its shard file. Ray
@@ -25,7 +29,11 @@ How it is laid out, and why:
   ``<output>/_errors/`` (Parquet: ``id``, ``reason``), written before the shard's vector file.
 - ``_job.json`` records what the job embeds; a rerun into the same folder with another model,
   source, item count (files added to a folder shift every later shard) or shard size is refused
-  rather than mixing two jobs.
+  rather than mixing two jobs. A job file or input Parquet that cannot be read is a ``ZooError``
+  naming the file, never a traceback.
+- A driver that starts a local Ray records the session in ``<output>/_ray.json``; if the driver is
+  killed, Ray processes of that session may outlive it, and the next run into the folder stops them
+  (with a warning) before it starts.
 
 Readers (``pyarrow.parquet.read_table(output)``, pandas, Ray) skip the ``_`` and ``.`` names, so
 the output folder reads as just the vectors. Ray itself is the ``scale`` extra. Importing this module
@@ -38,24 +46,29 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import re
+import signal
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from zoo._limits import FILE_SUFFIXES
-from zoo.errors import InvalidInputError, ZooError, require
+from zoo.errors import IntegrityError, InvalidInputError, ZooError, require
 
 SHARD_ROWS = 1024
 EMBED_ROWS = 256  # items per embed call inside a shard: the unit re-run item by item on a bad item
 CACHE_FILE = "_cache.sqlite"
 ERRORS_DIR = "_errors"
 MANIFEST = "_job.json"
+RECORDS_DIR = "_shards"  # <name>.json per finished shard: rows, bad items, sha256 of its files
+RAY_RECORD = "_ray.json"  # the local Ray session of the driver running the job
 SUFFIXES = FILE_SUFFIXES
 
 
@@ -128,15 +141,30 @@ def _is_parquet(source: Any) -> bool:
     return path.suffix == ".parquet" or (path.is_dir() and bool(_parquet_files(path)))
 
 
-def _plan_parquet(source: str | os.PathLike, column: str, shard_rows: int) -> tuple[list[dict], int]:
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _parquet_footer(path: str | os.PathLike):
+    """The Parquet footer (``FileMetaData``) of an input file, or InvalidInputError naming the file."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    try:
+        return pq.ParquetFile(path).metadata
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InvalidInputError(f"{path} is not a readable Parquet file (cut short or corrupt?): "
+                                f"{_one_line(exc)}") from exc
+
+
+def _plan_parquet(source: str | os.PathLike, column: str, shard_rows: int) -> tuple[list[dict], int]:
     files, offsets, total = _parquet_files(source), [], 0
     for f in files:
-        schema = pq.read_schema(f)
+        meta = _parquet_footer(f)
+        schema = meta.schema.to_arrow_schema()
         if column not in schema.names:
             raise InvalidInputError(f"{f} has no column {column!r} (its columns: {', '.join(schema.names)})")
-        n = pq.ParquetFile(f).metadata.num_rows
+        n = meta.num_rows
         offsets.append((str(f), total, total + n))
         total += n
     tasks = []
@@ -171,6 +199,7 @@ def plan_job(source: Any, *, column: str, modality: str | None, modalities: Sequ
         raise InvalidInputError(f"{source} holds no items to embed")
     for task in tasks:
         task["name"] = f"part-{task['start']:012d}.parquet"
+        task["items"] = sum(b - a for _, a, b in task["pieces"]) if "pieces" in task else len(task["paths"])
     return Plan(kind=kind, modality=modality, tasks=tasks, items=n, describe=describe)
 
 
@@ -283,69 +312,291 @@ class ShardEmbedder:
         return [Path(p) for p in task["paths"]], task["ids"], pa.string()
 
     def run(self, task: dict) -> dict:
-        """Embed one shard; write its errors (if any), then its vectors (the file that marks it done)."""
+        """Embed one shard; write its errors (if any), then its vectors, then the record that vouches for both.
+
+        An input that cannot be read is reported in the status row's ``error`` (the driver raises it as one
+        line naming the file), not raised here, where Ray would wrap it in a worker traceback.
+        """
         import numpy as np
         import pyarrow as pa
 
-        items, ids, id_type = self.items_of(task)
         self._hits, started = 0, time.perf_counter()
+        try:
+            items, ids, id_type = self.items_of(task)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            files = ", ".join(sorted({f for f, _, _ in task.get("pieces", ())})) or "its files"
+            return {"name": task["name"], "rows": 0, "bad": 0, "cache_hits": 0, "seconds": 0.0,
+                    "error": f"{files}: cannot read the rows of shard {task['name']} "
+                             f"(input cut short or corrupt?): {_one_line(exc)}"}
         good, vectors, bad = self.embed_items(items)
-        errors = self.output / ERRORS_DIR / task["name"]
+        errors, errors_sha = self.output / ERRORS_DIR / task["name"], None
+        _record_path(self.output, task["name"]).unlink(missing_ok=True)  # the old record vouches for old files
         if bad:
             table = pa.table({"id": pa.array([ids[i] for i, _ in bad], id_type),
                               "reason": pa.array([r for _, r in bad], pa.string())})
-            _write_atomic(table, errors)
+            errors_sha = _write_atomic(table, errors)
         else:
             errors.unlink(missing_ok=True)  # a stale one from a run with other input
         flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), pa.float32())
         table = pa.table({"id": pa.array([ids[i] for i in good], id_type),
                           "vector": pa.FixedSizeListArray.from_arrays(flat, self.model.dim)})
-        _write_atomic(table.replace_schema_metadata(self.metadata()), self.output / task["name"])
+        sha = _write_atomic(table.replace_schema_metadata(self.metadata()), self.output / task["name"])
+        _write_record(self.output, task["name"], {"items": len(items), "rows": len(good), "bad": len(bad),
+                                                  "sha256": sha, "errors_sha256": errors_sha})
         return {"name": task["name"], "rows": len(good), "bad": len(bad), "cache_hits": self._hits,
-                "seconds": time.perf_counter() - started}
+                "seconds": time.perf_counter() - started, "error": ""}
 
 
-def _write_atomic(table, path: Path) -> None:
-    """Write a Parquet file under a hidden name and rename it: a file that exists is complete."""
+def _write_atomic(table, path: Path) -> str:
+    """Write a Parquet file under a hidden name and rename it: a file that exists was complete when written.
+
+    Returns the file's sha256.
+    """
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     pq.write_table(table, tmp)
+    sha = _sha256(tmp)
     os.replace(tmp, path)
+    return sha
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _record_path(output: Path, name: str) -> Path:
+    return output / RECORDS_DIR / f"{name}.json"
+
+
+def _write_record(output: Path, name: str, record: dict) -> None:
+    _write_text_atomic(_record_path(output, name), json.dumps(record, sort_keys=True))
+
+
+# -- verifying finished shards --------------------------------------------------------------------
+def _shard_problem(output: Path, name: str, items: int, facts: dict) -> str | None:
+    """Why the shard ``name`` cannot count as done (None: it is whole). Checks the vector file's Parquet footer,
+    the model it names, its rows plus the errors table's rows against the ``items`` the job file expects,
+    and the sha256 of both files against the shard's record, where there is one. A whole shard without a record
+    (its writer was stopped before writing it, or an older zoo wrote the shard) gets one now."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path, errors, record_path = output / name, output / ERRORS_DIR / name, _record_path(output, name)
+    try:
+        meta = pq.ParquetFile(path).metadata
+        bad = pq.ParquetFile(errors).metadata.num_rows if errors.exists() else 0
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        return f"not a readable Parquet file ({_one_line(exc)})"
+    tags = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items()}
+    if tags.get("zoo.model") != facts["model"] or tags.get("zoo.card_sha256") != facts["card_sha256"]:
+        return f"written by another model ({tags.get('zoo.model')!r}, card {tags.get('zoo.card_sha256')!r})"
+    if meta.num_rows + bad != items:
+        return f"holds {meta.num_rows} rows and {bad} bad items where the job expects {items} items"
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.exists() else None
+    except (OSError, ValueError):
+        record = None  # a record cut short: the checks above passed, write it again below
+    if not isinstance(record, dict):
+        _write_record(output, name, {"items": items, "rows": meta.num_rows, "bad": bad, "sha256": _sha256(path),
+                                     "errors_sha256": _sha256(errors) if errors.exists() else None})
+        return None
+    if record.get("sha256") != _sha256(path):
+        return "differs from the file that was written (sha256 mismatch)"
+    if record.get("errors_sha256") != (_sha256(errors) if errors.exists() else None):
+        return f"its errors table {errors} differs from the one that was written (sha256 mismatch)"
+    return None
+
+
+def _verified_todo(output: Path, tasks: list[dict], facts: dict) -> list[dict]:
+    """The shards still to embed: missing ones, and ones that fail verification (deleted, with a warning)."""
+    todo = []
+    for task in tasks:
+        path = output / task["name"]
+        if not path.exists():
+            todo.append(task)
+            continue
+        problem = _shard_problem(output, task["name"], task["items"], facts)
+        if problem:
+            warnings.warn(f"{path}: {problem}; embedding this shard again", UserWarning, stacklevel=3)
+            for stale in (path, output / ERRORS_DIR / task["name"], _record_path(output, task["name"])):
+                stale.unlink(missing_ok=True)
+            todo.append(task)
+    return todo
 
 
 # -- the driver ---------------------------------------------------------------------------------
 @contextlib.contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[Any]:
+def ray_session(address: str | None = None, num_cpus: int | None = None, *,
+                record: str | os.PathLike | None = None) -> Iterator[Any]:
     """Ray for the job: the running session if any, else a cluster at ``address``, else a local one.
 
-    A session this function started (or connected) is shut down when the job ends.
+    A session this function started (or connected) is shut down when the job ends. A local Ray it starts is
+    recorded in the folder ``record`` (``_ray.json``: this driver, the session folder, Ray's pids) until then,
+    so that a later run can stop what a killed driver left running (:func:`stop_stale_ray`).
     """
     ray = require("ray", extra="scale", purpose="dataset jobs")
     if ray.is_initialized():
         yield ray
         return
+    recorded = None
     if address:
         ray.init(address=address)
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
+        recorded = _record_ray_session(ray, Path(record)) if record is not None else None
     try:
         yield ray
     finally:
         ray.shutdown()
+        if recorded is not None:
+            recorded.unlink(missing_ok=True)
 
 
-def _check_manifest(output: Path, facts: dict) -> None:
+# -- Ray processes a killed driver left behind (Linux /proc) --------------------------------------
+def _stat(pid: int) -> tuple[str, int] | None:
+    """The process's state letter and start time (clock ticks since boot) from /proc; None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        return fields[0], int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _started(pid: int) -> int | None:
+    stat = _stat(pid)
+    return stat[1] if stat else None
+
+
+def _alive(pid: int, started: int | None) -> bool:
+    """Whether ``pid`` still runs the process that started at ``started`` (not a later one given the same pid)."""
+    stat = _stat(pid)
+    return stat is not None and stat[1] == started and stat[0] not in ("Z", "X")
+
+
+def _uses(pid: int, folder: str) -> bool:
+    """Whether the process has a file of ``folder`` open (Ray's processes keep their session's logs open)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    prefix = folder.rstrip("/") + "/"
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(prefix):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _record_ray_session(ray, output: Path) -> Path | None:
+    """Write ``<output>/_ray.json``: this driver and the local Ray session it started. None where Ray's layout
+    is not the one known here (the record is best effort: the job runs all the same)."""
+    try:
+        node = ray._private.worker._global_node
+        pids = [p.process.pid for procs in node.all_processes.values() for p in procs if p.process is not None]
+        facts = {"driver": os.getpid(), "driver_started": _started(os.getpid()),
+                 "session_dir": node.get_session_dir_path(), "address": node.gcs_address,
+                 "pids": {str(pid): _started(pid) for pid in pids}}
+    except Exception:  # noqa: BLE001 - a private Ray API: a change in it must not stop the job
+        return None
+    path = output / RAY_RECORD
+    _write_text_atomic(path, json.dumps(facts, indent=1, sort_keys=True))
+    return path
+
+
+def stop_stale_ray(output: str | os.PathLike, *, wait: float = 5.0) -> list[int]:
+    """Stop the Ray processes that a killed driver of a job into ``output`` left running; returns their pids.
+
+    ``<output>/_ray.json`` names the driver and its local Ray session. While that driver runs, nothing is done;
+    once it is gone, every process of this user that has a file of the session's folder open (Ray's GCS,
+    raylet, agents and workers keep their logs there), and every recorded pid still running the process
+    recorded, is sent SIGTERM, then SIGKILL after ``wait`` seconds; a warning names them. Linux only (/proc).
+    """
+    path = Path(output) / RAY_RECORD
+    if not path.exists() or not Path("/proc/self/stat").exists():
+        return []
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        driver, session = int(record["driver"]), str(record["session_dir"])
+        recorded = {int(pid): started for pid, started in dict(record.get("pids", {})).items()}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        warnings.warn(f"{path}: unreadable Ray session record ({_one_line(exc)}); ignored", UserWarning,
+                      stacklevel=2)
+        path.unlink(missing_ok=True)
+        return []
+    if driver == os.getpid() or _alive(driver, record.get("driver_started")):
+        return []  # its driver still runs (or is this process): not stale
+    me, uid = os.getpid(), os.getuid()
+    stale = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        pid = int(entry)
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+        except OSError:
+            continue
+        if (pid in recorded and _alive(pid, recorded[pid])) or _uses(pid, session):
+            stale.append((pid, _started(pid)))
+    for pid, _ in stale:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and any(_alive(pid, started) for pid, started in stale):
+        time.sleep(0.1)
+    for pid, started in stale:
+        if _alive(pid, started):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    path.unlink(missing_ok=True)
+    if stale:
+        warnings.warn(f"stopped {len(stale)} Ray processes (pids {', '.join(str(p) for p, _ in stale)}) left "
+                      f"running by a killed job into {output} (driver pid {driver}, Ray session {session})",
+                      UserWarning, stacklevel=2)
+    return [pid for pid, _ in stale]
+
+
+def _check_manifest(output: Path, facts: dict, shards: dict[str, int]) -> None:
+    """Refuse another job's output folder; record the job (and each shard's item count) in a new one.
+
+    ``shards`` (name -> item count, which follows from the facts) is kept under ``"shards"``: a job file
+    without it (an older zoo's) is completed, not refused.
+    """
     path = output / MANIFEST
     if path.exists():
-        old = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise IntegrityError(f"{path} is not a readable job file (cut short or corrupt?): {_one_line(exc)}; "
+                                 "delete it to rerun the same job into this folder (its shards are verified "
+                                 "again), or use a new output folder", path=MANIFEST) from exc
+        if not isinstance(old, dict):
+            raise IntegrityError(f"{path} is not a job file (a JSON object was expected); delete it to rerun the "
+                                 "same job into this folder, or use a new output folder", path=MANIFEST)
+        recorded = old.pop("shards", None)
         if old != facts:
             changed = sorted(k for k in facts.keys() | old.keys() if old.get(k) != facts.get(k))
             raise ZooError(f"{output} holds another job's output (differs in {', '.join(changed)}); "
                            "use a new output folder")
-    else:
-        path.write_text(json.dumps(facts, indent=1, sort_keys=True), encoding="utf-8")
+        if recorded == shards:
+            return
+    _write_text_atomic(path, json.dumps({**facts, "shards": shards}, indent=1, sort_keys=True))
 
 
 def _count_rows(folder: Path, names: Sequence[str]) -> int:
@@ -394,16 +645,23 @@ def embed_dataset(model: str, source: Any, output: str | os.PathLike, *, column:
     facts = {"model": card.name, "card_sha256": card_sha256(card), "shard_rows": shard_rows, "items": plan.items,
              "modality": plan.modality, "options": {k: v for k, v in options.items() if k != "batch_size"},
              **plan.describe}
-    _check_manifest(out, json.loads(json.dumps(facts)))
-    for stale in out.glob(".part-*.tmp"):
-        stale.unlink(missing_ok=True)
-    todo = [t for t in plan.tasks if not (out / t["name"]).exists()]
+    facts = json.loads(json.dumps(facts))
+    _check_manifest(out, facts, {t["name"]: t["items"] for t in plan.tasks})
+    stop_stale_ray(out)
+    for folder in (out, out / ERRORS_DIR, out / RECORDS_DIR):
+        for stale in folder.glob(".part-*.tmp"):
+            stale.unlink(missing_ok=True)
+    todo = _verified_todo(out, plan.tasks, facts)
     stats: list[dict] = []
     if todo:
         cache_path = None if cache is False else str(out / CACHE_FILE if cache is True else Path(cache))
         stats = _run_shards(todo, model=card.name, output=out, modality=plan.modality, cache=cache_path,
                             actors=actors, cpus_per_actor=cpus_per_actor, num_cpus=num_cpus, address=address,
                             progress=progress, embed_rows=embed_rows, options=options)
+        failed = sorted(str(s["error"]) for s in stats if s.get("error"))
+        if failed:
+            more = f" (and {len(failed) - 1} more shards)" if len(failed) > 1 else ""
+            raise InvalidInputError(failed[0] + more)
     names = [t["name"] for t in plan.tasks]
     return DatasetJob(output=out, errors=out / ERRORS_DIR, items=plan.items, rows=_count_rows(out, names),
                       bad_items=_count_rows(out / ERRORS_DIR, names), shards=len(names), shards_embedded=len(stats),
@@ -415,7 +673,7 @@ def _run_shards(todo: list[dict], *, model: str, output: Path, modality: str | N
                 actors: int | None, cpus_per_actor: int, num_cpus: int | None, address: str | None,
                 progress: bool, embed_rows: int, options: dict) -> list[dict]:
     """Embed the missing shards on a Ray Data actor pool; returns one status row per shard."""
-    with ray_session(address, num_cpus) as ray:
+    with ray_session(address, num_cpus, record=output) as ray:
         if actors is None:
             actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus_per_actor)
         ctx = ray.data.DataContext.get_current()
