@@ -43,8 +43,22 @@ class Embeddings:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        vectors = self.vectors
+        if not isinstance(vectors, np.ndarray) or vectors.ndim != 2:
+            got = f"shape {vectors.shape}" if isinstance(vectors, np.ndarray) else type(vectors).__name__
+            raise InvalidInputError(f"Embeddings.vectors must be a 2-D numpy array (n, dim), not {got}")
+        if self.vectors.dtype.kind not in "fiub":
+            raise InvalidInputError(f"Embeddings.vectors must hold numbers, not dtype {self.vectors.dtype}")
+        for name in ("space", "model", "modality", "precision"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise InvalidInputError(f"Embeddings.{name} must be a string, not {type(value).__name__}")
+        if not self.space:
+            raise InvalidInputError("Embeddings.space must name the embedding space")
+        if not isinstance(self.info, dict):
+            raise InvalidInputError(f"Embeddings.info must be a dict, not {type(self.info).__name__}")
         if not self.dim:
-            object.__setattr__(self, "dim", int(self.vectors.shape[1]) if self.vectors.ndim == 2 else 0)
+            object.__setattr__(self, "dim", int(self.vectors.shape[1]))
 
     def __len__(self) -> int:
         return int(self.vectors.shape[0])
@@ -104,12 +118,29 @@ def quantize(x: np.ndarray, precision: str, *, calibration: np.ndarray | None = 
 
 
 def _as_float(e: Embeddings | np.ndarray, side: str) -> np.ndarray:
+    """``e`` as an (n, dim) float32 matrix of finite numbers; anything else is an InvalidInputError naming ``side``."""
     if isinstance(e, Embeddings):
         if e.precision not in ("float32", "float16"):
             raise InvalidInputError(f"similarity needs float vectors; {side} has precision {e.precision!r}")
-        return np.asarray(e.vectors, dtype=np.float32)
-    arr = np.asarray(e, dtype=np.float32)
-    return arr[None, :] if arr.ndim == 1 else arr
+        arr = np.asarray(e.vectors, dtype=np.float32)
+    else:
+        if e is None or isinstance(e, (str, bytes, bytearray, dict, set, bool, int, float, complex)):
+            raise InvalidInputError(f"{side} must be Embeddings or an (n, dim) array of numbers, "
+                                    f"not {type(e).__name__}")
+        try:
+            arr = np.asarray(e)
+            if arr.dtype.kind not in "fiub":
+                raise TypeError(f"dtype {arr.dtype}")
+            arr = arr.astype(np.float32)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidInputError(f"{side} must be Embeddings or an (n, dim) array of numbers ({exc})") from None
+        arr = arr[None, :] if arr.ndim == 1 else arr
+    if arr.ndim != 2 or arr.shape[1] < 1:
+        raise InvalidInputError(f"{side} must be an (n, dim) array of vectors, not shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        row = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
+        raise InvalidInputError(f"{side} row {row} has a NaN or infinite value")
+    return arr
 
 
 class SimilarityMatrix(np.ndarray):
@@ -156,16 +187,21 @@ def similarity(a: Embeddings | np.ndarray, b: Embeddings | np.ndarray, *, metric
     one; ``stitch=False`` refuses. The result's ``.stitch`` names the stitch used (or None).
     The metric is cosine unless the model's card says dot product (or ``metric`` is given).
     """
-    metric_of_a = getattr(a, "info", {}).get("similarity", "cosine") if isinstance(a, Embeddings) else "cosine"
+    if metric is not None and (not isinstance(metric, str) or metric not in ("cosine", "dot")):
+        raise InvalidInputError(f"metric must be 'cosine' or 'dot', not {metric!r:.80}")
+    if not isinstance(stitch, (bool, str)):
+        raise InvalidInputError(f"stitch must be True, False or a stitch name, not {type(stitch).__name__}")
+    _as_float(a, "a"), _as_float(b, "b")  # refuse bad arguments before looking for a stitch
+    metric_of_a = a.info.get("similarity", "cosine") if isinstance(a, Embeddings) else "cosine"
     a, b, used = _joined(a, b, stitch)
     x, y = _as_float(a, "a"), _as_float(b, "b")
     if x.shape[1] != y.shape[1]:
-        raise InvalidInputError(f"dimension mismatch: {x.shape[1]} vs {y.shape[1]}")
+        raise InvalidInputError(f"dimension mismatch: a has dim {x.shape[1]}, b has dim {y.shape[1]}")
     metric = metric or ("cosine" if used else metric_of_a)  # stitched vectors are compared by angle
     if metric == "cosine":
         x, y = l2_normalize(x), l2_normalize(y)
     elif metric != "dot":
-        raise InvalidInputError(f"metric must be 'cosine' or 'dot', not {metric!r}")
+        raise InvalidInputError(f"metric must be 'cosine' or 'dot', not {metric!r:.80}")
     out = (x @ y.T).view(SimilarityMatrix)
     out.stitch = used
     return out

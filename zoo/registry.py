@@ -10,6 +10,9 @@ packages add cards and adapters through two entry-point groups:
   ``"module:Class"`` reference, imported only when a model with that adapter is loaded.
 
 Registering a name that exists raises RegistryError; nothing is ever overwritten silently.
+A user card that does not load (not TOML, not UTF-8, fails validation, clashes with another
+card's name, unreadable) is skipped with a UserWarning naming the file and the error; every
+other card stays available, and ``card(name)`` for that name raises CardError saying why.
 This module imports only the standard library.
 """
 
@@ -18,13 +21,16 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import os
 import re
+import stat
 import threading
+import warnings
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
-from zoo.errors import CardError, RegistryError, UnknownModelError
+from zoo.errors import CardError, InvalidInputError, RegistryError, UnknownModelError
 from zoo.modelcard import ModelCard, read_card
 
 CARDS_DIR = Path(__file__).parent / "cards"
@@ -43,8 +49,12 @@ BUILTIN_ADAPTERS: dict[str, str] = {
     "bind": "zoo.adapters.bind:BindEmbedder",
 }
 
+#: Largest user card file read (bytes); a card is a few KiB.
+MAX_USER_CARD_BYTES = 1 << 20
+
 _lock = threading.RLock()
 _cards: dict[str, ModelCard] | None = None
+_broken: dict[str, str] = {}  # user card name -> why its file was skipped
 _adapters: dict[str, str | type] = dict(BUILTIN_ADAPTERS)
 _adapter_eps_loaded = False
 
@@ -67,12 +77,42 @@ def user_cards_dir() -> Path:
     return zoo_home() / "cards"
 
 
+def _read_user_card(path: Path) -> ModelCard:
+    """One user card, or CardError saying why the file cannot be one (never another exception)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise CardError(f"card {path.name}: cannot read {path} ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CardError(f"card {path.name}: {path} is not a regular file")
+    if st.st_size > MAX_USER_CARD_BYTES:
+        raise CardError(f"card {path.name}: {st.st_size:,} bytes, over the {MAX_USER_CARD_BYTES:,}-byte limit")
+    try:
+        return read_card(path)
+    except CardError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise CardError(f"card {path.name}: not UTF-8 text ({exc})") from None
+    except OSError as exc:
+        raise CardError(f"card {path.name}: cannot read {path} ({exc.strerror or exc})") from None
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as exc:
+        # a card validator that did not expect this shape of value (a number where a string goes...)
+        raise CardError(f"card {path.name}: malformed ({type(exc).__name__}: {exc})") from None
+
+
 def _load_cards() -> dict[str, ModelCard]:
     table: dict[str, ModelCard] = {}
+    broken: dict[str, str] = {}
     for path in sorted(CARDS_DIR.glob("*.toml")):
         _add_card(table, read_card(path), str(path))
     for path in sorted(user_cards_dir().glob("*.toml")):  # cards the user saved (save_composite)
-        _add_card(table, read_card(path), str(path))
+        try:
+            _add_card(table, _read_user_card(path), str(path))
+        except (CardError, RegistryError) as exc:
+            broken.setdefault(path.stem.lower(), f"{path}: {exc}")
+            warnings.warn(f"skipping the user card {path}: {type(exc).__name__}: {exc}", UserWarning, stacklevel=5)
+    _broken.clear()
+    _broken.update({name: why for name, why in broken.items() if name not in table})
     for ep in _entry_points("embedding_zoo.cards"):
         provided = ep.load()
         if callable(provided):
@@ -91,6 +131,7 @@ def reload() -> None:
     global _cards, _adapters, _adapter_eps_loaded
     with _lock:
         _cards = None
+        _broken.clear()
         _adapters = dict(BUILTIN_ADAPTERS)
         _adapter_eps_loaded = False
 
@@ -110,6 +151,9 @@ def list_models(pattern: str | None = None, *, modality: str | None = None) -> l
         pattern: an fnmatch pattern on the name (``"e5*"``, ``"*minilm*"``).
         modality: keep only models that embed this modality (``"text"``, ``"image"``, ...).
     """
+    for what, value in (("pattern", pattern), ("modality", modality)):
+        if value is not None and not isinstance(value, str):
+            raise InvalidInputError(f"{what} must be a string, not {type(value).__name__}")
     names = []
     for name, card in _table().items():
         if pattern and not fnmatch.fnmatchcase(name, pattern.lower()):
@@ -139,12 +183,19 @@ def _hint_for(name: str) -> str | None:
 
 
 def card(name: str) -> ModelCard:
-    """The card of a registered model. Raises UnknownModelError with suggestions."""
+    """The card of a registered model. Raises UnknownModelError with suggestions, or CardError
+    when the name's user card exists but was skipped (malformed)."""
+    if not isinstance(name, str):
+        raise InvalidInputError(f"a model name is a string, not {type(name).__name__}")
     table = _table()
     if name in table:
         return table[name]
     if name.lower() in table:
         return table[name.lower()]
+    with _lock:
+        why = _broken.get(name.lower())
+    if why is not None:
+        raise CardError(f"model {name!r} has a user card that does not load, so it is not registered: {why}")
     raise UnknownModelError(name, suggest(name), _hint_for(name))
 
 

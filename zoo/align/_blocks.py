@@ -13,7 +13,9 @@ metric is deterministic.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -27,15 +29,69 @@ METRICS: tuple[str, ...] = ("cosine", "dot", "euclidean")
 BLOCK_BYTES = 64 * 2**20
 
 
+def _shown(value, width: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def check_int(value, name: str, *, low: int | None = None) -> int:
+    """``value`` as an int (bools and floats refused), at least ``low``; else InvalidInputError naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InvalidInputError(f"{name} must be an integer, not {type(value).__name__} {_shown(value)}")
+    if low is not None and value < low:
+        raise InvalidInputError(f"{name} must be >= {low}, not {int(value)}")
+    return int(value)
+
+
+def check_float(value, name: str) -> float:
+    """``value`` as a finite float (ints accepted, bools refused); else InvalidInputError naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidInputError(f"{name} must be a number, not {type(value).__name__} {_shown(value)}")
+    if not np.isfinite(value):
+        raise InvalidInputError(f"{name} must be finite, not {value}")
+    return float(value)
+
+
+def check_bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidInputError(f"{name} must be True or False, not {type(value).__name__} {_shown(value)}")
+    return bool(value)
+
+
+def check_choice(value, allowed: tuple[str, ...], name: str) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidInputError(f"{name} must be one of {allowed}, not {_shown(value)}")
+    return value
+
+
+def check_str(value, name: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{name} must be a string, not {type(value).__name__} {_shown(value)}")
+    return value
+
+
+def check_path(value, name: str = "path") -> Path:
+    """``value`` (str or os.PathLike) as a Path; anything else (or a NUL byte) is an InvalidInputError."""
+    if not isinstance(value, (str, os.PathLike)) or isinstance(value, bytes):
+        raise InvalidInputError(f"{name} must be a file path (str or Path), not {type(value).__name__} "
+                                f"{_shown(value)}")
+    path = Path(value)
+    if "\0" in str(path):
+        raise InvalidInputError(f"{name} {_shown(str(path))} contains a NUL byte")
+    return path
+
+
 def as_matrix(x, name: str = "x", *, min_rows: int = 1) -> np.ndarray:
     """``x`` as a finite 2-D float32 array (one vector per row); bad rows raise with their index.
 
     Accepts numpy arrays, nested lists and anything with ``.vectors`` (zoo Embeddings).
     """
     vectors = getattr(x, "vectors", x)
+    if vectors is None or isinstance(vectors, (str, bytes, dict)):
+        raise InvalidInputError(f"{name} must be a 2-D array of numbers, not {type(vectors).__name__}")
     try:
         arr = np.asarray(vectors, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidInputError(f"{name} must be a 2-D array of numbers ({exc})") from None
     if arr.ndim != 2:
         raise InvalidInputError(f"{name} must be a 2-D array (n, dim), got shape {arr.shape}")
@@ -55,8 +111,7 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 
 def check_metric(metric: str) -> None:
-    if metric not in METRICS:
-        raise InvalidInputError(f"metric must be one of {METRICS}, not {metric!r}")
+    check_choice(metric, METRICS, "metric")
 
 
 def prepare(x: np.ndarray, metric: str) -> np.ndarray:
@@ -68,9 +123,7 @@ def prepare(x: np.ndarray, metric: str) -> np.ndarray:
 def block_rows(n_cols: int, chunk_rows: int | None = None) -> int:
     """Rows per block: ``chunk_rows`` if given, else as many as fit in :data:`BLOCK_BYTES`."""
     if chunk_rows is not None:
-        if chunk_rows < 1:
-            raise InvalidInputError(f"chunk_rows must be >= 1, not {chunk_rows}")
-        return int(chunk_rows)
+        return check_int(chunk_rows, "chunk_rows", low=1)
     return max(1, BLOCK_BYTES // (4 * max(1, n_cols)))
 
 
@@ -114,6 +167,7 @@ def top_k(block: np.ndarray, k: int) -> np.ndarray:
 
 def knn_indices(x: np.ndarray, k: int, *, metric: str, chunk_rows: int | None = None) -> np.ndarray:
     """(n, k) indices of each row's k nearest other rows of ``x`` (itself excluded)."""
+    k = check_int(k, "k")
     if not 1 <= k < len(x):
         raise InvalidInputError(f"k must be between 1 and n - 1 = {len(x) - 1} (n = {len(x)} items), not {k}")
     x = prepare(x, metric)

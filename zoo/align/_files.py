@@ -10,35 +10,74 @@ form), so ``tomllib.loads(dump_toml(doc)) == doc`` for every document of that sh
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
 
 from zoo.errors import CardError
 
+#: Largest stitch card or anchor-set file read (bytes); weights files are memory-mapped, not read whole.
+MAX_CARD_BYTES = 64 * 2**20
+
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def regular_file(path: Path, what: str, *, limit: int | None = None) -> int:
+    """Size of ``path``, which must be a regular file (not a FIFO, device or folder) of at most ``limit`` bytes.
+
+    Raises CardError naming the file otherwise, never a raw OSError; nothing is opened.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise CardError(f"{path}: no such {what} file") from None
+    except (OSError, ValueError) as exc:
+        raise CardError(f"{path}: cannot use this {what} file ({getattr(exc, 'strerror', None) or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CardError(f"{path}: not a regular file; a {what} is a plain file")
+    if limit is not None and st.st_size > limit:
+        raise CardError(f"{path}: {st.st_size:,} bytes, over the {limit:,}-byte limit of a {what} file")
+    return st.st_size
+
+
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of a small regular file; any problem is a CardError naming it."""
+    regular_file(path, what, limit=MAX_CARD_BYTES)
+    try:
+        return path.read_bytes()[:MAX_CARD_BYTES + 1].decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CardError(f"{path}: not a readable {what} ({exc})") from None
+
+
+def canonical_sha256(doc) -> str:
+    """sha256 hex of ``doc`` (dicts of str, bool, int, finite float, lists) as sorted, compact JSON."""
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     """Header metadata and tensors of a safetensors file; any other format raises CardError."""
     from safetensors import SafetensorError, safe_open
 
-    if not path.is_file():
-        raise CardError(f"{path}: no such file")
+    regular_file(path, "safetensors")
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = dict(f.metadata() or {})
             tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (a handle, not a dict)
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, TypeError, OverflowError, MemoryError) as exc:
         raise CardError(f"{path}: not a valid safetensors file ({exc}); zoo.align reads only safetensors, "
                         "never pickle") from None
     return meta, tensors
 
 
 def sha256_file(path: Path) -> str:
+    """sha256 hex of a file's bytes (raises OSError for an unreadable one)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -59,14 +98,14 @@ def _toml_string(s: str) -> str:
 
 
 def _toml_value(value) -> str:
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
         if not math.isfinite(value):
             raise ValueError(f"TOML value must be finite, not {value!r}")
-        return repr(value)
+        return repr(float(value))  # numpy floats repr as "np.float64(...)"
     if isinstance(value, str):
         return _toml_string(value)
     if isinstance(value, (list, tuple)):

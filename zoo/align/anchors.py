@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,17 @@ from typing import Literal
 
 import numpy as np
 
-from zoo.align._blocks import as_matrix, block_rows, l2_normalize
-from zoo.align._files import sha256_file
+from zoo.align._blocks import (
+    as_matrix,
+    block_rows,
+    check_choice,
+    check_float,
+    check_int,
+    check_path,
+    check_str,
+    l2_normalize,
+)
+from zoo.align._files import read_text, sha256_file
 from zoo.errors import CardError, InvalidInputError
 
 __all__ = ["STRATEGIES", "AnchorSet", "farthest_point", "kmeans_medoids", "random_anchors", "select_anchors"]
@@ -65,12 +75,18 @@ class AnchorSet:
     selection: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "items", tuple(self.items))
-        object.__setattr__(self, "labels", tuple(self.labels))
+        for what in ("items", "labels"):
+            value = getattr(self, what)
+            if isinstance(value, (str, bytes, dict)) or not isinstance(value, (Sequence, np.ndarray)):
+                raise InvalidInputError(f"{what} must be a list of strings, not {type(value).__name__}")
+            object.__setattr__(self, what, tuple(value))
+        check_str(self.version, "version")
+        check_str(self.name, "name")
+        if not isinstance(self.selection, dict):
+            raise InvalidInputError(f"selection must be a dict, not {type(self.selection).__name__}")
         if not self.items:
             raise InvalidInputError("an anchor set needs at least one item")
-        if self.kind not in ("text", "file"):
-            raise InvalidInputError(f"kind must be 'text' or 'file', not {self.kind!r}")
+        check_choice(self.kind, ("text", "file"), "kind")
         seen: dict[str, int] = {}
         for i, item in enumerate(self.items):
             if not isinstance(item, str) or not item:
@@ -80,6 +96,9 @@ class AnchorSet:
             seen[item] = i
         if self.labels and len(self.labels) != len(self.items):
             raise InvalidInputError(f"labels must be one per item: {len(self.labels)} for {len(self.items)} items")
+        for i, label in enumerate(self.labels):
+            if not isinstance(label, str):
+                raise InvalidInputError(f"labels must be strings, not {type(label).__name__}", index=i)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -100,11 +119,20 @@ class AnchorSet:
     @classmethod
     def from_files(cls, paths: Sequence[str | Path], *, version: str = "1", name: str = "") -> AnchorSet:
         """Anchors that are files (images, audio...): items are their sha256 digests, labels their paths."""
+        if isinstance(paths, (str, bytes, os.PathLike)) or not isinstance(paths, Sequence):
+            raise InvalidInputError(f"paths must be a list of file paths, not {type(paths).__name__}")
         items = []
         for i, p in enumerate(paths):
-            if not Path(p).is_file():
-                raise InvalidInputError(f"anchor file not found: {p}", index=i)
-            items.append(sha256_file(Path(p)))
+            if not isinstance(p, (str, os.PathLike)) or isinstance(p, bytes):
+                raise InvalidInputError(f"anchor files are paths (str or Path), not {type(p).__name__}", index=i)
+            try:
+                if not Path(p).is_file():
+                    raise InvalidInputError(f"anchor file not found: {p}", index=i)
+                items.append(sha256_file(Path(p)))
+            except (OSError, ValueError) as exc:
+                if isinstance(exc, InvalidInputError):
+                    raise
+                raise InvalidInputError(f"anchor file {str(p)!r:.120} cannot be read ({exc})", index=i) from None
         return cls(tuple(items), version=version, name=name, kind="file", labels=tuple(str(p) for p in paths))
 
     @classmethod
@@ -112,6 +140,8 @@ class AnchorSet:
                metric: str = "cosine", version: str = "1", name: str = "", kind: str = "text") -> AnchorSet:
         """Choose ``n`` anchors from a pool of ``items`` whose embeddings (one space) are ``vectors``."""
         x = as_matrix(vectors, "vectors")
+        if isinstance(items, (str, bytes, dict)) or not isinstance(items, (Sequence, np.ndarray)):
+            raise InvalidInputError(f"items must be a list of pool items, not {type(items).__name__}")
         if len(items) != len(x):
             raise InvalidInputError(f"{len(items)} pool items but {len(x)} vectors: one vector per item")
         idx = select_anchors(x, n, strategy=strategy, seed=seed, metric=metric)
@@ -122,7 +152,7 @@ class AnchorSet:
 
     def save(self, path: str | Path) -> Path:
         """Write JSON (items and labels, never pickles) with the hash, which :meth:`load` re-checks."""
-        path = Path(path)
+        path = check_path(path)
         doc = {"format": _FORMAT, "format_version": 1, "name": self.name, "version": self.version,
                "kind": self.kind, "hash": self.hash, "items": list(self.items), "labels": list(self.labels),
                "selection": self.selection}
@@ -132,9 +162,10 @@ class AnchorSet:
     @classmethod
     def load(cls, path: str | Path) -> AnchorSet:
         """Read a file written by :meth:`save`; unknown fields or edited items raise CardError."""
+        path = check_path(path)
         try:
-            doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            doc = json.loads(read_text(path, "anchor set"))
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
             raise CardError(f"{path}: not a readable anchor set ({exc})") from None
         if not isinstance(doc, dict) or doc.get("format") != _FORMAT or doc.get("format_version") != 1:
             raise CardError(f"{path}: not a zoo anchor set (format {_FORMAT!r}, format_version 1)")
@@ -143,8 +174,13 @@ class AnchorSet:
             raise CardError(f"{path}: unknown fields {unknown}, missing fields {missing}")
         if not isinstance(doc["items"], list) or not isinstance(doc["labels"], list):
             raise CardError(f"{path}: items and labels must be lists of strings")
+        for key in ("name", "version", "kind", "hash"):
+            if not isinstance(doc[key], str):
+                raise CardError(f"{path}: {key} must be a string, not {type(doc[key]).__name__}")
+        if not isinstance(doc["selection"], dict):
+            raise CardError(f"{path}: selection must be an object")
         try:
-            anchors = cls(tuple(doc["items"]), version=str(doc["version"]), name=str(doc["name"]),
+            anchors = cls(tuple(doc["items"]), version=doc["version"], name=doc["name"],
                           kind=doc["kind"], labels=tuple(doc["labels"]), selection=dict(doc["selection"]))
         except (InvalidInputError, TypeError, ValueError) as exc:
             raise CardError(f"{path}: {exc}") from None
@@ -159,8 +195,8 @@ class AnchorSet:
 
 def _pool(vectors, n: int, metric: str) -> np.ndarray:
     x = as_matrix(vectors, "vectors")
-    if metric not in ("cosine", "euclidean"):
-        raise InvalidInputError(f"metric must be 'cosine' or 'euclidean', not {metric!r}")
+    check_choice(metric, ("cosine", "euclidean"), "metric")
+    n = check_int(n, "n")
     if not 1 <= n <= len(x):
         raise InvalidInputError(f"cannot choose {n} anchors from a pool of {len(x)}")
     return l2_normalize(x) if metric == "cosine" else x
@@ -174,6 +210,7 @@ def _sq_dists(x: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 def random_anchors(n_pool: int, n: int, *, seed: int = 0) -> np.ndarray:
     """``n`` distinct pool indices drawn uniformly with ``np.random.default_rng(seed)``."""
+    n_pool, n, seed = check_int(n_pool, "n_pool"), check_int(n, "n"), check_int(seed, "seed", low=0)
     if not 1 <= n <= n_pool:
         raise InvalidInputError(f"cannot choose {n} anchors from a pool of {n_pool}")
     return np.random.default_rng(seed).choice(n_pool, size=n, replace=False)
@@ -182,6 +219,8 @@ def random_anchors(n_pool: int, n: int, *, seed: int = 0) -> np.ndarray:
 def farthest_point(vectors, n: int, *, metric: str = "cosine", start: int | None = None) -> np.ndarray:
     """Greedy max-min sampling: each new anchor is the pool point farthest from those chosen so far."""
     x = _pool(vectors, n, metric)
+    if start is not None and not 0 <= check_int(start, "start") < len(x):
+        raise InvalidInputError(f"start must be a pool index (0..{len(x) - 1}), not {start}")
     first = int(np.argmax(_sq_dists(x, x.mean(axis=0, keepdims=True))[:, 0])) if start is None else int(start)
     chosen = [first]
     nearest = _sq_dists(x, x[first:first + 1])[:, 0]
@@ -254,7 +293,8 @@ def kmeans_medoids(vectors, n: int, *, seed: int = 0, metric: str = "cosine", ma
                    tol: float = 1e-7) -> np.ndarray:
     """Pool indices of the medoids of ``n`` k-means clusters (seeded k-means++ then Lloyd)."""
     x = _pool(vectors, n, metric)
-    rng = np.random.default_rng(seed)
+    max_iter, tol = check_int(max_iter, "max_iter", low=1), check_float(tol, "tol")
+    rng = np.random.default_rng(check_int(seed, "seed", low=0))
     labels = _lloyd(x, _kmeans_pp(x, n, rng), max_iter, tol)
     clusters = [np.flatnonzero(labels == c) for c in range(n)]
     medoids = [_medoid(m, x) for m in clusters if len(m)]
@@ -266,6 +306,7 @@ def kmeans_medoids(vectors, n: int, *, seed: int = 0, metric: str = "cosine", ma
 def select_anchors(vectors, n: int, *, strategy: Strategy = "kmeans", seed: int = 0,
                    metric: str = "cosine") -> np.ndarray:
     """Indices of ``n`` anchors chosen from the pool ``vectors`` by ``strategy`` (see module docstring)."""
+    check_choice(strategy, STRATEGIES, "strategy")
     if strategy == "random":
         return random_anchors(len(as_matrix(vectors, "vectors")), n, seed=seed)
     if strategy == "kmeans":

@@ -34,7 +34,7 @@ from typing import Literal
 
 import numpy as np
 
-from zoo.align._blocks import as_matrix, l2_normalize
+from zoo.align._blocks import as_matrix, check_bool, check_choice, check_float, check_int, l2_normalize
 from zoo.align.anchors import AnchorSet
 from zoo.align.metrics import linear_cka, mutual_knn, retrieval_metrics, topk_jaccard
 from zoo.align.stitch import AnchorRef, FitConfig, SpaceRef, Stitch
@@ -99,10 +99,12 @@ def _space_ref(given, vectors, dim: int, side: str) -> SpaceRef:
 
 
 def _fit_config(method, alpha, center, normalize, dim_policy, scale, n, same_dims) -> FitConfig:
-    if method not in METHODS:
-        raise InvalidInputError(f"method must be one of {METHODS}, not {method!r}")
-    if dim_policy not in ("pad", "pca"):
-        raise InvalidInputError(f"dim_policy must be 'pad' or 'pca', not {dim_policy!r}")
+    check_choice(method, METHODS, "method")
+    check_choice(dim_policy, ("pad", "pca"), "dim_policy")
+    alpha, normalize = check_float(alpha, "alpha"), check_bool(normalize, "normalize")
+    scale = check_bool(scale, "scale")
+    if center is not None:
+        center = check_bool(center, "center")
     if method == "ridge" and not alpha > 0:
         raise InvalidInputError(f"ridge needs alpha > 0 (alpha -> 0 is method='lstsq'), not {alpha}")
     if scale and method != "procrustes":
@@ -146,6 +148,10 @@ def fit_stitch(
     x, y = as_matrix(X, "X", min_rows=2), as_matrix(Y, "Y", min_rows=2)
     if len(x) != len(y):
         raise InvalidInputError(f"X and Y must pair up row by row: {len(x)} vs {len(y)} rows")
+    if anchors is not None and not isinstance(anchors, AnchorSet):
+        raise InvalidInputError(f"anchors must be a zoo.align.AnchorSet, not {type(anchors).__name__}")
+    if test is not None and (not isinstance(test, (tuple, list)) or len(test) != 2):
+        raise InvalidInputError("test must be a pair (X_test, Y_test)")
     if anchors is not None and len(anchors) != len(x):
         raise InvalidInputError(f"the anchor set has {len(anchors)} items but X and Y have {len(x)} rows")
     cfg = _fit_config(method, alpha, center, normalize, dim_policy, scale, len(x), x.shape[1] == y.shape[1])
@@ -175,6 +181,9 @@ def evaluate_stitch(stitch: Stitch, X_test, Y_test, *, knn_k: int = 10, chunk_ro
     (k = knn_k) and linear_cka between the stitched vectors and Y_test (L2-normalized first when
     the stitch normalizes, since that is what it was fitted to reproduce).
     """
+    if not isinstance(stitch, Stitch):
+        raise InvalidInputError(f"stitch must be a zoo.align.Stitch, not {type(stitch).__name__}")
+    knn_k = check_int(knn_k, "knn_k")
     y_space = getattr(Y_test, "space", None)
     if y_space is not None and y_space != stitch.target.space:
         raise SpaceMismatchError(f"Y_test is from space {y_space!r}, but the stitch maps into {stitch.target.space!r}")

@@ -27,7 +27,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.align._blocks import as_matrix, block_rows, knn_indices, prepare, ranks_of, similarity_blocks, top_k
+from zoo.align._blocks import (
+    as_matrix,
+    block_rows,
+    check_int,
+    knn_indices,
+    prepare,
+    ranks_of,
+    similarity_blocks,
+    top_k,
+)
 from zoo.errors import InvalidInputError
 
 __all__ = [
@@ -57,7 +66,10 @@ def _retrieval_inputs(queries, gallery, targets, relevance):
     if (targets is None) == (relevance is None):
         raise InvalidInputError("pass exactly one of targets= (correct gallery index per query) or relevance=")
     if targets is not None:
-        t = np.asarray(targets)
+        try:
+            t = np.asarray(targets)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"targets must be {len(q)} integer gallery indices ({exc})") from None
         if t.shape != (len(q),) or not np.issubdtype(t.dtype, np.integer):
             raise InvalidInputError(f"targets must be {len(q)} integer gallery indices, got shape {t.shape}")
         bad = np.flatnonzero((t < 0) | (t >= len(g)))
@@ -65,7 +77,7 @@ def _retrieval_inputs(queries, gallery, targets, relevance):
             raise InvalidInputError(f"target {int(t[bad[0]])} is not a gallery index (0..{len(g) - 1})",
                                     index=int(bad[0]))
         return q, g, t.astype(np.int64), None
-    rel = np.asarray(relevance, dtype=np.float32)
+    rel = as_matrix(relevance, "relevance", min_rows=0)
     if rel.shape != (len(q), len(g)):
         raise InvalidInputError(f"relevance must have shape (n_queries, n_gallery) = {(len(q), len(g))}, "
                                 f"got {rel.shape}")
@@ -117,6 +129,9 @@ def retrieval_metrics(
 
     Returns keys ``recall_at_<k>``, ``mrr`` and ``ndcg_at_10``.
     """
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, (tuple, list)):
+        raise InvalidInputError(f"ks must be a tuple of integers, not {type(ks).__name__}")
+    ks = tuple(check_int(k, "ks[]", low=1) for k in ks)
     q, g, t, rel = _retrieval_inputs(queries, gallery, targets, relevance)
     ranks, ndcg = _scan(q, g, t, rel, metric=metric, chunk_rows=chunk_rows)
     out = {f"recall_at_{k}": float(np.mean(ranks < k)) for k in ks}
@@ -128,8 +143,7 @@ def retrieval_metrics(
 def recall_at_k(queries, gallery, targets=None, *, k: int = 1, relevance=None, metric: str = "cosine",
                 chunk_rows: int | None = None) -> float:
     """Fraction of queries whose correct (or any relevant) gallery item ranks in the top ``k``."""
-    if k < 1:
-        raise InvalidInputError(f"k must be >= 1, not {k}")
+    k = check_int(k, "k", low=1)
     res = retrieval_metrics(queries, gallery, targets, relevance=relevance, ks=(k,), metric=metric,
                             chunk_rows=chunk_rows)
     return res[f"recall_at_{k}"]
@@ -161,6 +175,7 @@ def _paired(a, b) -> tuple[np.ndarray, np.ndarray]:
 
 def _shared_neighbours(a, b, k: int, metric: str, chunk_rows: int | None) -> np.ndarray:
     """Per item, how many of its k nearest neighbours in ``a`` are also among those in ``b``."""
+    k = check_int(k, "k")
     x, y = _paired(a, b)
     na = knn_indices(x, k, metric=metric, chunk_rows=chunk_rows)
     nb = knn_indices(y, k, metric=metric, chunk_rows=chunk_rows)

@@ -34,7 +34,7 @@ from typing import Literal
 
 import numpy as np
 
-from zoo.align._blocks import as_matrix, l2_normalize
+from zoo.align._blocks import as_matrix, check_bool, check_choice, check_path, check_str, l2_normalize
 from zoo.align._files import read_safetensors
 from zoo.errors import CardError, InvalidInputError
 
@@ -49,13 +49,13 @@ _FORMAT = "zoo.relative"
 
 
 def _check_choice(value: str, allowed: tuple[str, ...], what: str) -> None:
-    if value not in allowed:
-        raise InvalidInputError(f"{what} must be one of {allowed}, not {value!r}")
+    check_choice(value, allowed, what)
 
 
 def relative_projection(x, anchors, *, similarity: Similarity = "cosine", center: bool = False) -> np.ndarray:
     """(n, m) similarities of each row of ``x`` to each of the ``m`` anchor vectors (same space)."""
     _check_choice(similarity, SIMILARITIES, "similarity")
+    center = check_bool(center, "center")
     x, a = as_matrix(x, "x", min_rows=0), as_matrix(anchors, "anchors")
     if x.shape[1] != a.shape[1]:
         raise InvalidInputError(f"x has dim {x.shape[1]} but the anchors have dim {a.shape[1]}: "
@@ -133,12 +133,20 @@ class RelativeProjector:
     def __post_init__(self) -> None:
         _check_choice(self.similarity, SIMILARITIES, "similarity")
         _check_choice(self.normalization, NORMALIZATIONS, "normalization")
+        object.__setattr__(self, "center", check_bool(self.center, "center"))
+        check_str(self.anchor_hash, "anchor_hash")
+        check_str(self.space, "space")
         object.__setattr__(self, "anchors", as_matrix(self.anchors, "anchors"))
         m = len(self.anchors)
         for name in ("mean", "std"):
             value = getattr(self, name)
             if value is not None:
-                value = np.asarray(value, dtype=np.float32)
+                try:
+                    value = np.asarray(value, dtype=np.float32)
+                except (TypeError, ValueError, OverflowError) as exc:
+                    raise InvalidInputError(f"{name} must be a vector of numbers ({exc})") from None
+                if value.shape == (m,) and not np.isfinite(value).all():
+                    raise InvalidInputError(f"{name} has a NaN or infinite value")
                 if value.shape != (m,):
                     raise InvalidInputError(f"{name} must have shape ({m},) (one per anchor), got {value.shape}")
                 object.__setattr__(self, name, value)
@@ -174,7 +182,7 @@ class RelativeProjector:
         """Write one ``.safetensors`` file: anchors (+ mean/std) as tensors, choices as metadata."""
         from safetensors.numpy import save_file
 
-        path = Path(path)
+        path = check_path(path)
         tensors = {"anchors": self.anchors}
         if self.mean is not None and self.std is not None:
             tensors |= {"mean": self.mean, "std": self.std}
@@ -187,7 +195,7 @@ class RelativeProjector:
     @classmethod
     def load(cls, path: str | Path) -> RelativeProjector:
         """Read a file written by :meth:`save`; anything else raises CardError."""
-        meta, tensors = read_safetensors(Path(path))
+        meta, tensors = read_safetensors(check_path(path))
         expected = {"format", "format_version", "similarity", "normalization", "center", "anchor_hash", "space"}
         if set(meta) != expected or meta["format"] != _FORMAT or meta["format_version"] != "1":
             raise CardError(f"{path}: not a zoo relative projector (metadata keys {sorted(meta)})")

@@ -8,7 +8,8 @@ A saved stitch is a folder with two files::
     format = "zoo.stitch"
     format_version = 1
     weights = "stitch.safetensors"
-    weights_sha256 = "<64 hex>"
+    weights_sha256 = "<64 hex>"         sha256 of the weights file
+    content_sha256 = "<64 hex>"         sha256 of every other field of the card (see content_sha256())
 
     [source]            [target]          the two spaces: space id, model name, dim
     space = "..."       space = "..."
@@ -22,17 +23,28 @@ A saved stitch is a folder with two files::
 
 Reading is strict, as for model cards: an unknown or missing field, a wrong type or a value
 out of range raises CardError naming the field, so a hand-edited card fails loudly.
+
+The card is sealed: ``content_sha256`` covers every field (the weights' sha256 included, so
+the weights too), and ``Stitch.load`` refuses a card whose fields no longer match it with
+IntegrityError: an edited ``normalize`` flag, space id, dim or quality figure - anything that
+changes what the stitch does or which stitch ``zoo.similarity`` picks - is caught. It detects
+edits and damage, not a forger who recomputes the hash. A card without ``content_sha256``
+(written by an older zoo, whose hash covered the weights only) is refused unless the caller
+opts in (``Stitch.load(..., allow_unsealed=True)``).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from pathlib import Path
 
+from zoo.align._files import canonical_sha256, read_text
 from zoo.errors import CardError
 
 FORMAT = "zoo.stitch"
+FORMAT_VERSION = 1
 CARD_NAME = "stitch.toml"
 WEIGHTS_NAME = "stitch.safetensors"
 METHODS: tuple[str, ...] = ("procrustes", "lstsq", "ridge", "affine")
@@ -44,7 +56,7 @@ _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.safetensors$")
 
 _SPACE = {"space": str, "model": str, "dim": int}
 SCHEMA: dict[str, dict[str, type]] = {
-    "": {"format": str, "format_version": int, "weights": str, "weights_sha256": str},
+    "": {"format": str, "format_version": int, "weights": str, "weights_sha256": str, "content_sha256": str},
     "source": _SPACE,
     "target": _SPACE,
     "fit": {"method": str, "normalize": bool, "center": bool, "dim_policy": str, "alpha": float, "scale": bool,
@@ -57,7 +69,9 @@ OPTIONAL_TABLES = ("anchors", "quality")
 
 def _typed(where: str, value, typ: type):
     """``value`` if it has TOML type ``typ`` (ints are accepted as floats; bools are not ints)."""
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+    if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise CardError(f"{where} must be a finite number, not {value!r}")
         return float(value)
     if isinstance(value, typ) and not (typ is int and isinstance(value, bool)):
         return value
@@ -66,6 +80,8 @@ def _typed(where: str, value, typ: type):
 
 def _table(doc: dict, name: str, path: Path) -> dict:
     fields = SCHEMA[name]
+    if name == "" and "content_sha256" not in doc:  # an unsealed card (older zoo): Stitch.load decides
+        fields = {k: v for k, v in fields.items() if k != "content_sha256"}
     table = {k: v for k, v in doc.items() if not isinstance(v, dict)} if name == "" else doc[name]
     prefix = f"{path}: {name}." if name else f"{path}: "
     unknown = sorted(set(table) - set(fields))
@@ -74,6 +90,8 @@ def _table(doc: dict, name: str, path: Path) -> dict:
     missing = sorted(set(fields) - set(table))
     if missing:
         raise CardError(f"{prefix}{missing[0]} is missing")
+    if not isinstance(table, dict):
+        raise CardError(f"{path}: {name} must be a table")
     return {k: _typed(prefix + k, table[k], typ) for k, typ in fields.items()}
 
 
@@ -84,11 +102,14 @@ def _check(ok: bool, path: Path, message: str) -> None:
 
 def _check_values(card: dict, path: Path) -> None:
     top, fit = card[""], card["fit"]
-    _check(top["format"] == FORMAT and top["format_version"] == 1, path,
-           f"not a stitch card (format {top['format']!r} version {top['format_version']}; want {FORMAT!r} 1)")
+    _check(top["format"] == FORMAT and top["format_version"] == FORMAT_VERSION, path,
+           f"not a stitch card (format {top['format']!r} version {top['format_version']}; want {FORMAT!r} "
+           f"{FORMAT_VERSION})")
     _check(bool(_FILE_NAME.match(top["weights"])), path,
            f"weights must be a plain file name ending in .safetensors, not {top['weights']!r}")
     _check(bool(_HEX64.match(top["weights_sha256"])), path, "weights_sha256 must be 64 lowercase hex digits")
+    if "content_sha256" in top:
+        _check(bool(_HEX64.match(top["content_sha256"])), path, "content_sha256 must be 64 lowercase hex digits")
     for side in ("source", "target"):
         _check(card[side]["dim"] >= 1, path, f"{side}.dim must be >= 1")
         _check(bool(card[side]["space"]), path, f"{side}.space must not be empty")
@@ -110,12 +131,26 @@ def _check_values(card: dict, path: Path) -> None:
             _check(0.0 <= q[key] <= 1.0 + 1e-6, path, f"quality.{key} must lie in [0, 1], not {q[key]}")
 
 
+def content_sha256(card: dict[str, dict]) -> str:
+    """The seal of a validated card: sha256 over every field but ``content_sha256`` itself."""
+    return canonical_sha256({name: {k: v for k, v in table.items() if not (name == "" and k == "content_sha256")}
+                             for name, table in card.items()})
+
+
 def read_card(path: Path) -> dict[str, dict]:
-    """Parse and validate a stitch card; returns ``{"": top-level fields, "source": {...}, ...}``."""
+    """Parse and validate a stitch card; returns ``{"": top-level fields, "source": {...}, ...}``.
+
+    The seal (``content_sha256``) is checked by the caller, :meth:`zoo.align.Stitch.load`.
+    """
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        doc = tomllib.loads(read_text(path, "stitch card"))
+    except (tomllib.TOMLDecodeError, RecursionError, ValueError) as exc:
         raise CardError(f"{path}: not a readable TOML stitch card ({exc})") from None
+    return parse_card(doc, path)
+
+
+def parse_card(doc: dict, path: Path) -> dict[str, dict]:
+    """Validate a parsed stitch card (see :func:`read_card`)."""
     tables = {k for k, v in doc.items() if isinstance(v, dict)}
     unknown = sorted(tables - set(SCHEMA))
     if unknown:
