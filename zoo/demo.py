@@ -19,9 +19,11 @@ Three tabs, all offline:
 
 Safety: the app binds 127.0.0.1 and never shares; uploads are capped (``MAX_FILE_SIZE``), limited
 to the media types a tab needs (no SVG or HTML) and decoded by the zoo's safe loaders; there are
-no URL inputs; only the gallery folder is served as files; Gradio's temp folder lives under the
-app's cache; errors reach the user as ``gr.Error`` and leave the app working; the queue is
-bounded and each model embeds one request at a time.
+no URL inputs, and :class:`RequestGuard` refuses ``file=<URL>`` and ``proxy=`` routes (the server fetches
+nothing on anyone's behalf) and type-checks every API input (422 naming the input); only the gallery
+folder is served as files, not its manifests, which hold names relative to the gallery folder;
+Gradio's temp folder lives under the app's cache; errors reach the user as ``gr.Error`` without
+server paths and leave the app working; the queue is bounded and each model embeds one request at a time.
 
 :class:`DemoApp` holds the logic (testable without Gradio's server); :func:`build_demo` wires it
 into a ``gr.Blocks``; :func:`launch` starts it.
@@ -228,8 +230,18 @@ class Gallery:
         with self._lock:
             if not self.manifest.is_file():
                 self._build(progress)
-            builtin = [Item(**d) for d in json.loads(self.manifest.read_text(encoding="utf-8"))]
+            builtin = [self._resolved(d) for d in json.loads(self.manifest.read_text(encoding="utf-8"))]
             return builtin + self._user_items()
+
+    def _resolved(self, entry: dict) -> Item:
+        """An item of a manifest, its file names (relative to the gallery folder) made absolute for the server."""
+        return Item(**{k: str(self.root / v) if k in ("path", "thumb") and v else v for k, v in entry.items()})
+
+    def _relative(self, item: Item, base: Path | None = None) -> dict:
+        """A manifest entry: file names relative to the gallery folder, so no server path is written or shown."""
+        base = base or self.root
+        return {k: Path(v).relative_to(base).as_posix() if k in ("path", "thumb") and v and Path(v).is_absolute()
+                and Path(v).is_relative_to(base) else v for k, v in asdict(item).items()}
 
     # -- building
     def _build(self, progress: Progress) -> None:
@@ -256,9 +268,8 @@ class Gallery:
                               thumb=str(thumb)))
         items += self._build_shapes(tmp / "shapes", progress)
         items += self._build_texts(tmp / "texts", progress)
-        final = [Item(**{k: str(v).replace(str(tmp), str(self.root)) for k, v in asdict(it).items()})
-                 for it in items]
-        (tmp / "manifest.json").write_text(json.dumps([asdict(it) for it in final], indent=1), encoding="utf-8")
+        final = [self._relative(it, tmp) for it in items]
+        (tmp / "manifest.json").write_text(json.dumps(final, indent=1), encoding="utf-8")
         user = self.root / "user"
         if user.is_dir():  # keep what users added across a rebuild
             shutil.move(str(user), str(tmp / "user"))
@@ -309,7 +320,7 @@ class Gallery:
         manifest = self.user_dir / "manifest.json"
         if not manifest.is_file():
             return []
-        return [Item(**d) for d in json.loads(manifest.read_text(encoding="utf-8"))]
+        return [self._resolved(d) for d in json.loads(manifest.read_text(encoding="utf-8"))]
 
     def add_user_file(self, src: Path) -> Item:
         """Copy an upload into the gallery (content-addressed name). Raises ValueError for wrong types or sizes."""
@@ -339,7 +350,7 @@ class Gallery:
     def remember(self, item: Item) -> None:
         with self._lock:
             items = [it for it in self._user_items() if it.id != item.id] + [item]
-            (self.user_dir / "manifest.json").write_text(json.dumps([asdict(it) for it in items], indent=1),
+            (self.user_dir / "manifest.json").write_text(json.dumps([self._relative(it) for it in items], indent=1),
                                                          encoding="utf-8")
 
 
@@ -395,6 +406,7 @@ class DemoApp:
         self._guard = threading.Lock()
         self._indexes: dict[str, tuple[dict[str, Item], Any]] = {}
         self._cache = self._store = None
+        self.blocks = None  # the gr.Blocks built on this app, once built
 
     @property
     def cache(self):
@@ -696,10 +708,21 @@ def configure_environment(cache_dir: Path) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
+_ABS_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"/]+/)+([^\s'\"/]*)")
+
+
+def _without_paths(message: str) -> str:
+    """A message for the browser: absolute server paths shortened to their file names."""
+    return _ABS_PATH.sub(lambda m: m.group(1) or "(a folder)", message)
+
+
 def _user_error(exc: Exception):
     import gradio as gr
 
-    return gr.Error(str(exc) or type(exc).__name__)
+    if isinstance(exc, OSError) and exc.strerror:  # its str() names the full path
+        name = Path(exc.filename).name if exc.filename else ""
+        return gr.Error(f"{exc.strerror}: {name}" if name else exc.strerror)
+    return gr.Error(_without_paths(str(exc)) or type(exc).__name__)
 
 
 def _guarded(fn: Callable) -> Callable:
@@ -879,13 +902,180 @@ def build_demo(app: DemoApp | None = None):
             st_out = gr.Markdown()
             st_btn.click(stitch, [st_a, st_b, st_n], st_out, concurrency_limit=1)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
+    app.blocks = demo  # RequestGuard checks API inputs against these events' components
     return demo
 
 
+_URL_LIKE = re.compile(r"^\s*(?:[a-z][a-z0-9+.\-]+:|[/\\]{2})", re.IGNORECASE)  # http:, file:, //host ...
+_FILE_ROUTE = re.compile(r"/file[=/](.*)$", re.DOTALL)
+_API_ROUTE = re.compile(r"/gradio_api/(?:queue/join|(?:call|run|api)/(?:v2/)?([^/]+))/?$")
+MAX_API_BODY = 1024 * 1024
+
+
+def _unquoted(text: str) -> str:
+    from urllib.parse import unquote
+
+    for _ in range(4):  # %253A -> %3A -> :
+        text, before = unquote(text), text
+        if text == before:
+            break
+    return text
+
+
+def _upload_folder() -> Path:
+    """Where Gradio keeps uploads (``GRADIO_TEMP_DIR``, the app's ``tmp`` folder): API file inputs must be there."""
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder()).resolve()
+
+
+def _is_file_data(value) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("path"), str) and (
+        value.get("meta") or {}).get("_type") == "gradio.FileData"
+
+
+def _input_error(component, value, uploads: Path | None = None) -> str | None:
+    """Why ``value`` is not a valid API payload for ``component`` (None: fine). Gradio would otherwise coerce
+    (a dict becomes the text "{...}") or fail deep inside with an unclear message."""
+    import gradio as gr
+
+    if value is None:
+        return None
+    multiple = getattr(component, "file_count", "single") != "single" or getattr(component, "multiselect", False)
+    if isinstance(component, (gr.Image, gr.Audio, gr.Model3D, gr.File, gr.Video)):
+        files = value if multiple and isinstance(value, list) else [value]
+        if not all(_is_file_data(f) for f in files):
+            return "an uploaded file ({'path': ..., 'meta': {'_type': 'gradio.FileData'}}, from /gradio_api/upload)"
+        if any(_URL_LIKE.match(f["path"]) for f in files):
+            return "an uploaded file, not a URL (the demo fetches nothing from the network)"
+        if uploads is not None and not all(Path(f["path"]).resolve().is_relative_to(uploads)
+                                           and Path(f["path"]).is_file() for f in files):
+            return "a file uploaded to this app (/gradio_api/upload) that is still there"
+        return None
+    if isinstance(component, gr.CheckboxGroup) or multiple:
+        ok = isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                                             for v in value)
+        return None if ok else "a list of choices"
+    if isinstance(component, gr.Checkbox):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(component, (gr.Slider, gr.Number)):
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+    if isinstance(component, (gr.Textbox, gr.Dropdown, gr.Code, gr.Markdown)):
+        return None if isinstance(value, str) else "a string"
+    return None
+
+
+class RequestGuard:
+    """ASGI middleware in front of Gradio's app.
+
+    - The file route serves local files only: ``file=http://...`` (which Gradio would fetch on the server's behalf)
+      and every ``proxy=`` route are refused with 403, however the URL is encoded.
+    - API calls are checked before they reach the queue: each input must have its component's type (a dict is not
+      a text query), file inputs must be uploads (no URL), and the number of inputs must match; otherwise 422 with a
+      message naming the input.
+    """
+
+    def __init__(self, app, demo_app: DemoApp):
+        self.app = app
+        self.demo_app = demo_app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = _unquoted(scope.get("path", ""))
+        target = _FILE_ROUTE.search(path)
+        if "/proxy=" in path or (target and _URL_LIKE.match(target.group(1))):
+            return await self._refuse(scope, receive, send, 403, "URLs are not fetched by this app")
+        api = _API_ROUTE.search(path) if scope.get("method") == "POST" else None
+        if api is None:
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > MAX_API_BODY:
+                return await self._refuse(scope, receive, send, 413, "the request is too large")
+        problem = self._check(body, api.group(1), "/v2/" in path)
+        if problem:
+            return await self._refuse(scope, receive, send, 422, problem)
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+    def _check(self, body: bytes, api_name: str | None, named: bool) -> str | None:
+        try:
+            payload = json.loads(body or b"null")
+        except ValueError:
+            return "the request body is not JSON"
+        if not isinstance(payload, dict):
+            return "the request body must be a JSON object"
+        if named:  # /call/v2: arguments by name; only the URL rule applies
+            return self._no_urls(payload)
+        data = payload.get("data")
+        if not isinstance(data, list):
+            return "'data' must be a list with one value per input"
+        blocks = getattr(self.demo_app, "blocks", None)
+        fn = None
+        if blocks is not None:
+            fns = list(blocks.fns.values())
+            if api_name is not None:
+                fn = next((f for f in fns if f.api_name == api_name), None)
+            elif isinstance(payload.get("fn_index"), int):
+                fn = blocks.fns.get(payload["fn_index"])
+        if fn is None:
+            return self._no_urls(payload)
+        inputs = [c for c in fn.inputs if not getattr(c, "skip_api", False)]
+        if len(data) not in (len(fn.inputs), len(inputs)):
+            return f"{fn.api_name or 'this event'} takes {len(inputs)} inputs, not {len(data)}"
+        for n, (component, value) in enumerate(zip(fn.inputs if len(data) == len(fn.inputs) else inputs, data,
+                                                   strict=True)):
+            wanted = _input_error(component, value, _upload_folder())
+            if wanted:
+                label = getattr(component, "label", None) or type(component).__name__
+                return f"input {n} ({label}) must be {wanted}, not {type(value).__name__}"
+        return self._no_urls(payload)
+
+    @staticmethod
+    def _no_urls(payload) -> str | None:
+        found = []
+
+        def walk(value):
+            if isinstance(value, dict):
+                if isinstance(value.get("path"), str) and _URL_LIKE.match(value["path"]):
+                    found.append(value["path"])
+                for v in value.values():
+                    walk(v)
+            elif isinstance(value, list):
+                for v in value:
+                    walk(v)
+
+        walk(payload)
+        return "files must be uploads, not URLs (the demo fetches nothing from the network)" if found else None
+
+    @staticmethod
+    async def _refuse(scope, receive, send, status: int, detail: str):
+        from starlette.responses import JSONResponse
+
+        await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
+
+
 def launch_options(app: DemoApp) -> dict:
-    """Keyword arguments of ``launch``: loopback, no share link, capped uploads, only the gallery served."""
+    """Keyword arguments of ``launch``: loopback, no share link, capped uploads, only the gallery served (not its
+    manifests), URL fetches refused and API inputs type-checked (:class:`RequestGuard`)."""
+    from starlette.middleware import Middleware
+
+    manifests = [str(app.gallery_dir / "manifest.json"), str(app.gallery_dir / "user" / "manifest.json")]
     return {"server_name": HOST, "share": False, "max_file_size": MAX_FILE_SIZE,
-            "allowed_paths": [str(app.gallery_dir)], "ssr_mode": False, "show_error": True}
+            "allowed_paths": [str(app.gallery_dir)], "blocked_paths": manifests, "ssr_mode": False,
+            "show_error": True, "app_kwargs": {"middleware": [Middleware(RequestGuard, demo_app=app)]}}
 
 
 def launch(*, port: int = DEFAULT_PORT, model: str = DEFAULT_MODEL, cache_dir: str | Path | None = None,
