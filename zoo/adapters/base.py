@@ -8,12 +8,21 @@ An adapter subclass implements two hooks:
 
 The base class owns what is common: option checks before any work, instruction and prompt
 formatting, normalization, Matryoshka truncation and quantization.
+
+One object is safe to share between threads: its public calls (``embed``, ``classify``,
+``embed_and_classify``, ``transcribe`` and the like, in every subclass) run one at a time on it,
+so each gives the result it gives alone. Tokenizers and per-call settings are never seen half
+changed by another call. For calls that run side by side, use one object per process.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
+import threading
 import warnings
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -24,7 +33,7 @@ import numpy as np
 
 from zoo._memory import release_memory
 from zoo.embeddings import PRECISIONS, Embeddings, l2_normalize, quantize, truncate_dim
-from zoo.errors import InvalidInputError
+from zoo.errors import InputTooLargeError, InvalidInputError
 from zoo.modelcard import ModelCard
 from zoo.sources import Resolved
 
@@ -32,6 +41,42 @@ if TYPE_CHECKING:
     from zoo.cache import EmbeddingCache
 
 TEXT_MODALITIES = ("text", "code")
+
+#: Public calls that run one at a time on an object, wherever a subclass defines them.
+SERIALIZED_CALLS = ("embed", "classify", "embed_and_classify", "class_probabilities", "transcribe")
+
+_live: weakref.WeakSet[BaseEmbedder] = weakref.WeakSet()
+
+
+def _serialized(method):
+    """``method`` holding its object's call lock (re-entrant: a call may make others on the same object)."""
+    if getattr(method, "_serialized", False):
+        return method
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        with self._call_lock:
+            return method(self, *args, **kwargs)
+
+    call._serialized = True
+    return call
+
+
+def _renew_locks_after_fork() -> None:
+    """A forked child must not inherit a lock another thread of its parent held at fork time.
+
+    Nor may it enter torch's OpenMP thread pool, which the fork left without its threads (the
+    child would wait for them forever): a forked child computes on one thread.
+    """
+    for embedder in list(_live):
+        embedder._call_lock = threading.RLock()
+    torch = sys.modules.get("torch")
+    if _live and torch is not None:
+        torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_locks_after_fork)
 
 
 @dataclass
@@ -80,6 +125,8 @@ def format_prompt(card: ModelCard, instruction: str | None, prompt_name: str | N
     """
     if instruction is not None and prompt_name is not None:
         raise InvalidInputError("pass task_instruction or prompt_name, not both")
+    if prompt_name is not None and not isinstance(prompt_name, str):
+        raise InvalidInputError(f"prompt_name must be a string, not {type(prompt_name).__name__}")
     if prompt_name is not None:
         if prompt_name not in card.prompts:
             known = ", ".join(card.prompts) or "none"
@@ -98,13 +145,35 @@ def format_prompt(card: ModelCard, instruction: str | None, prompt_name: str | N
 
 
 class BaseEmbedder:
-    """An embedding model ready to run. Build it with ``zoo.load(name)``."""
+    """An embedding model ready to run. Build it with ``zoo.load(name)``.
+
+    Safe to share between threads: the public calls run one at a time on one object.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in SERIALIZED_CALLS:  # defined here or by a mixin
+            method = getattr(cls, name, None)
+            if callable(method) and not getattr(method, "_serialized", False):
+                setattr(cls, name, _serialized(method))
 
     def __init__(self, card: ModelCard, resolved: Resolved, **options: Any):
         self.card = card
         self.resolved = resolved
         self.options = options
         self._warned: set[str] = set()
+        self._call_lock = threading.RLock()
+        _live.add(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_call_lock", None)  # a lock belongs to one process
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._call_lock = threading.RLock()
+        _live.add(self)
 
     # -- facts -----------------------------------------------------------------------------
     @property
@@ -196,14 +265,21 @@ class BaseEmbedder:
             if isinstance(item, str) and modality not in TEXT_MODALITIES:
                 item = Path(item)  # a str is a file path for every modality but text
             try:
-                keys.append(cache.key(content_key(item), fingerprint))
+                keys.append(cache.key(content_key(item, index=i), fingerprint))
             except OSError as exc:
                 raise InvalidInputError(f"cannot read {item}: {exc.strerror or exc}", index=i) from exc
         found = cache.get_many(list(dict.fromkeys(keys)))
         todo = {k: i for i, k in enumerate(keys) if k not in found}  # first item of every missing key
         out = None
         if todo:
-            out = self.embed([inputs[i] for i in todo.values()], **call)
+            at = list(todo.values())
+            try:
+                out = self.embed([inputs[i] for i in at], **call)
+            except InvalidInputError as exc:  # name the caller's index, not the index among the misses
+                if exc.index is None or not 0 <= exc.index < len(at):
+                    raise
+                message = str(exc).removeprefix(f"input[{exc.index}]: ")
+                raise _with_index(exc, message, at[exc.index]) from exc
             new = dict(zip(todo, out.vectors, strict=True))
             cache.put_many(new.items())
             found.update(new)
@@ -227,14 +303,15 @@ class BaseEmbedder:
         that do not fit in memory. Options are those of :meth:`embed`; ``low_memory`` is on.
         """
         kwargs.setdefault("low_memory", True)
-        if chunk_size < 1:
-            raise InvalidInputError(f"chunk_size must be positive, not {chunk_size}")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise InvalidInputError(f"chunk_size must be a positive integer, not {chunk_size!r}")
         it = iter(inputs)
         while chunk := list(islice(it, chunk_size)):
             out = self.embed(chunk, **kwargs)
             release_memory()  # keep resident memory flat across chunks (see zoo._memory)
             yield out
 
+    @_serialized
     def embed(
         self,
         inputs: Any,
@@ -300,6 +377,10 @@ class BaseEmbedder:
             vectors = np.zeros((0, self.dim), dtype=np.float32)
         if vectors.shape != (len(items), self.dim):
             raise RuntimeError(f"{self.name}: adapter returned {vectors.shape}, expected {(len(items), self.dim)}")
+        bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+        if len(bad):  # never hand out a NaN or inf vector: the input that made it is at fault
+            raise InvalidInputError(f"{self.name} gave a non-finite vector for this {modality} input (its values are "
+                                    "out of the range the model can take)", index=int(bad[0]))
         normalized = normalize or (self.card.pooling == "model" and self.card.normalize)
         if normalize:
             vectors = l2_normalize(vectors)
@@ -319,6 +400,16 @@ class BaseEmbedder:
             dim=vectors.shape[1],
             info=ctx.info,
         )
+
+
+def _with_index(exc: InvalidInputError, message: str, index: int) -> InvalidInputError:
+    """A copy of ``exc`` (same type, same limit) naming ``index`` instead."""
+    if isinstance(exc, InputTooLargeError):
+        return type(exc)(message, index=index, limit=exc.limit)
+    try:
+        return type(exc)(message, index=index)
+    except TypeError:  # a subclass with another signature: keep its type's family
+        return InvalidInputError(message, index=index)
 
 
 def _spread_rows(info: dict[str, Any], rows: list[int]) -> dict[str, Any]:

@@ -366,10 +366,10 @@ def label_texts(names: Sequence[str], prompt: str) -> list[str]:
 def _guess_modality(item: Any) -> str | None:
     """The modality an item plainly is, or None when it could be several (raw bytes, odd objects)."""
     if isinstance(item, (str, Path)):
-        suffix = Path(item).suffix.lower() if len(str(item)) < 4096 else ""
-        if suffix and Path(item).is_file():  # only strings with a file suffix cost a stat
-            return next((m for m, sfx in FILE_SUFFIXES.items() if suffix in sfx), None)
-        return "text" if isinstance(item, str) else None
+        media = _media_suffix(item)
+        if media and _is_file(item):  # only strings with a media suffix cost a stat
+            return media
+        return "text" if isinstance(item, str) and not media else None
     if isinstance(item, tuple) and len(item) == 2:
         return "audio"  # (waveform, sample_rate)
     if type(item).__module__.startswith("PIL."):
@@ -380,6 +380,29 @@ def _guess_modality(item: Any) -> str | None:
     if shape is not None and len(shape) == 3:
         return "image"
     return None
+
+
+def _media_suffix(item: str | Path) -> str | None:
+    """The modality whose file suffix ``item`` ends with ("image" for "cat.jpg"), else None."""
+    text = str(item)
+    if len(text) > 4096 or "\n" in text:
+        return None
+    suffix = Path(text).suffix.lower()
+    return next((m for m, sfx in FILE_SUFFIXES.items() if suffix in sfx), None) if suffix else None
+
+
+def _is_file(item: str | Path) -> bool:
+    try:
+        return Path(item).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, an embedded NUL
+        return False
+
+
+def _is_dir(item: str) -> bool:
+    try:
+        return len(item) <= 4096 and "\n" not in item and Path(item).is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 #: Audio is decoded once, at this rate, and handed to every expert as a (waveform, rate) pair.
@@ -460,8 +483,18 @@ class BindEmbedder(BaseEmbedder):
     def _infer_modality(self, inputs: list) -> str:
         """Text for plain strings; images, audio or points for files by their suffix, or arrays by shape.
 
-        Every item must point the same way; anything else asks for ``modality=``.
+        Every item must point the same way; anything else asks for ``modality=``. A string with a
+        media suffix that names no file ("/photos/cat.jpg") is an error, not text.
         """
+        for i, item in enumerate(inputs):
+            media = _media_suffix(item) if isinstance(item, (str, Path)) else None
+            if isinstance(item, str) and "/" in item and _is_dir(item):
+                raise InvalidInputError(f"{item[:200]!r} names a directory, not a file; pass modality='text' to "
+                                        "embed it as text", index=i)
+            if media and not _is_file(item):
+                article = {"image": "an image", "audio": "an audio", "points": "a point-cloud"}[media]
+                raise InvalidInputError(f"{str(item)[:200]!r} names {article} file that does not exist (or is not "
+                                        "a regular file); pass modality='text' to embed it as text", index=i)
         kinds = {_guess_modality(item) for item in inputs} or {"text"}
         if len(kinds) == 1 and None not in kinds and kinds <= set(self.modalities):
             return kinds.pop()

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from zoo.adapters.base import BaseEmbedder, EmbedContext, as_item_list
-from zoo.embeddings import Embeddings
+from zoo.adapters.classifying import ClassifyingMixin
 from zoo.errors import IntegrityError, InvalidInputError, UnsafeModelFileError, WeightsUnavailableError, ZooError
 from zoo.images import load_images
 from zoo.modelcard import ModelCard
@@ -131,7 +131,7 @@ def _check_top_k(top_k: Any) -> None:
 
 
 # -- the adapter --------------------------------------------------------------------------------
-class ImageEmbedder(BaseEmbedder):
+class ImageEmbedder(ClassifyingMixin, BaseEmbedder):
     """Image backbone with card-driven network, weights and preprocessing."""
 
     def __init__(
@@ -154,7 +154,6 @@ class ImageEmbedder(BaseEmbedder):
             raise ZooError(f"{card.name}: the card names no image network (options.timm_model or options.network)")
         self.network.model.eval().to(self.device)
         self.max_rows = int(card.options.get("max_rows", DEFAULT_MAX_ROWS))
-        self._keep_probs: list[np.ndarray] | None = None
 
     @property
     def model(self) -> torch.nn.Module:
@@ -191,8 +190,7 @@ class ImageEmbedder(BaseEmbedder):
 
     def _encode(self, items: list, modality: str, ctx: EmbedContext) -> np.ndarray:
         feats, probs = self._run(items, ctx.batch_size)
-        if self._keep_probs is not None and probs is not None:
-            self._keep_probs.append(probs)
+        self.keep_probabilities(ctx, probs)
         return feats
 
     # -- classes --------------------------------------------------------------------------------
@@ -215,20 +213,3 @@ class ImageEmbedder(BaseEmbedder):
         """The ``top_k`` classes of each image as (name, probability), most probable first."""
         _check_top_k(top_k)
         return self.top_classes(self.class_probabilities(images, batch_size=batch_size), top_k)
-
-    def embed_and_classify(self, images: Any, top_k: int = 5, **embed_options: Any):
-        """Embed images and classify them in the same forward passes.
-
-        Returns ``(embeddings, classes)``: the :meth:`embed` result (``embed_options`` are its
-        options) and, per image, its ``top_k`` (class name, probability) pairs.
-        """
-        _check_top_k(top_k)
-        self.class_names  # noqa: B018 - refuse before any work on models without a classifier
-        self._keep_probs = []
-        try:
-            emb: Embeddings = self.embed(images, **embed_options)
-            kept = self._keep_probs
-        finally:
-            self._keep_probs = None
-        probs = np.concatenate(kept) if kept else np.zeros((0, len(self.class_names)), dtype=np.float32)
-        return emb, self.top_classes(probs, top_k)

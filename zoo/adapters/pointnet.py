@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from zoo.adapters.base import BaseEmbedder, EmbedContext
+from zoo.adapters.classifying import ClassifyingMixin
 from zoo.errors import IntegrityError, InvalidInputError, WeightsUnavailableError
 from zoo.modelcard import ModelCard
 from zoo.points import as_cloud_list, load_point_clouds, normalize_unit_sphere
@@ -112,8 +113,10 @@ def _check_top_k(top_k: Any) -> None:
         raise InvalidInputError(f"top_k must be a positive integer, not {top_k!r}")
 
 
-class PointNetEmbedder(BaseEmbedder):
+class PointNetEmbedder(ClassifyingMixin, BaseEmbedder):
     """The pointnet-mini encoder: pooled PointNet features, with its shape classifier reachable."""
+
+    default_top_k = 3
 
     def __init__(self, card: ModelCard, resolved: Resolved, *, device: str = "cpu",
                  trust_remote_code: bool = False, **options: Any):
@@ -125,7 +128,6 @@ class PointNetEmbedder(BaseEmbedder):
         self.model.to(self.device)
         self.n_points = int(card.options["n_points"])
         self.max_rows = int(card.options.get("max_rows", DEFAULT_MAX_ROWS))
-        self._keep_probs: list[np.ndarray] | None = None
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -153,8 +155,7 @@ class PointNetEmbedder(BaseEmbedder):
 
     def _encode(self, items: list, modality: str, ctx: EmbedContext) -> np.ndarray:
         feats, probs = self._run(items, ctx.batch_size)
-        if self._keep_probs is not None:
-            self._keep_probs.append(probs)
+        self.keep_probabilities(ctx, probs)
         return feats
 
     def as_items(self, inputs: Any) -> list:
@@ -179,15 +180,3 @@ class PointNetEmbedder(BaseEmbedder):
         """The ``top_k`` classes of each cloud as (name, probability), most probable first."""
         _check_top_k(top_k)
         return self.top_classes(self.class_probabilities(inputs, batch_size=batch_size), top_k)
-
-    def embed_and_classify(self, inputs: Any, top_k: int = 3, **embed_options: Any):
-        """Embed and classify in the same forward passes: ``(embeddings, classes per cloud)``."""
-        _check_top_k(top_k)
-        self._keep_probs = []
-        try:
-            emb = self.embed(inputs, **embed_options)
-            kept = self._keep_probs
-        finally:
-            self._keep_probs = None
-        probs = np.concatenate(kept) if kept else np.zeros((0, len(self.class_names)), dtype=np.float32)
-        return emb, self.top_classes(probs, top_k)

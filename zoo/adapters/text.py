@@ -93,6 +93,12 @@ def check_text(item: Any, index: int, what: str | None = None) -> str:
     if len(item) > MAX_TEXT_CHARS:
         raise InputTooLargeError(f"text of {len(item):,} characters is over the limit of {MAX_TEXT_CHARS:,}",
                                  index=index, limit=MAX_TEXT_CHARS)
+    if not item.isascii():
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: no tokenizer can encode it
+            raise InvalidInputError(f"text has a lone surrogate {item[exc.start]!r} at character {exc.start}, "
+                                    "which is not valid Unicode text", index=index) from None
     return item
 
 
