@@ -328,7 +328,8 @@ def _calls():
 
 
 @pytest.mark.parametrize("call", sorted(_calls()))
-def test_stitch_and_anchor_utilities_raise_typed_errors_for_wrong_arguments(call):
+def test_stitch_and_anchor_utilities_raise_typed_errors_for_wrong_arguments(call, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a wrong value that is a valid relative path ("text") writes here
     fn = _calls()[call]
     for value in _WRONG:
         try:
