@@ -74,7 +74,21 @@ def checked_bytes(data: Any, index: int, *, what: str, limit: int) -> bytes:
 
 
 def read_checked(item: Any, index: int, *, what: str, limit: int) -> bytes:
-    """The bytes of a path or bytes-like item, with the checks above (re-checked after reading)."""
+    """The bytes of a path or bytes-like item, with the checks above (re-checked after reading).
+
+    A path must stay a regular file until it is read: it may be swapped for a FIFO (or a symlink to
+    ``/dev/zero``) after ``checked_path``, so it is opened with ``O_NONBLOCK``, the open descriptor
+    must still be a regular file, and at most ``limit + 1`` bytes are read.
+    """
     if isinstance(item, (str, os.PathLike)):
-        item = checked_path(item, index, what=what, limit=limit).read_bytes()  # the file may change meanwhile
+        path = checked_path(item, index, what=what, limit=limit)
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            fd = os.open(path, flags)
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"cannot open {what} path {shown(path)}: {exc}", index=index) from None
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InvalidInputError(f"{what} path {shown(path)} is not a regular file", index=index)
+            item = f.read(limit + 1)
     return checked_bytes(item, index, what=what, limit=limit)

@@ -37,7 +37,6 @@ import functools
 import json
 import os
 import selectors
-import stat
 import struct
 import subprocess
 import sys
@@ -46,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zoo._limits import checked_path, read_checked, regular_file, shown
+from zoo._limits import read_checked
 from zoo.errors import InputTooLargeError, InvalidInputError
 
 #: Largest encoded audio file the zoo reads (10 minutes of 48 kHz 16-bit stereo WAV fits).
@@ -302,27 +301,8 @@ def _worker_main() -> None:
 
 # ---------------------------------------------------------------- public API
 def _read_item(item: Any, index: int) -> bytes:
-    """The bytes of a path or bytes-like item, size-checked; a path must stay a regular file until it is read.
-
-    ``regular_file`` refuses FIFOs, devices and unusable paths by name before anything opens them; the file is
-    then opened with ``O_NONBLOCK`` (a FIFO swapped in meanwhile cannot block the open) and its descriptor must
-    still be a regular file; at most ``MAX_FILE_BYTES + 1`` bytes are read.
-    """
-    if not isinstance(item, (str, os.PathLike)):
-        return read_checked(item, index, what="audio", limit=MAX_FILE_BYTES)
-    regular_file(item, index, what="audio")
-    path = checked_path(item, index, what="audio", limit=MAX_FILE_BYTES)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags)
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"cannot open audio path {shown(path)}: {exc}", index=index) from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InvalidInputError(f"audio path {shown(path)} is not a regular file", index=index)
-        data = f.read(MAX_FILE_BYTES + 1)
-    return read_checked(data, index, what="audio", limit=MAX_FILE_BYTES)
-
+    """The bytes of a path or bytes-like item, size-checked; a path must stay a regular file until it is read."""
+    return read_checked(item, index, what="audio", limit=MAX_FILE_BYTES)
 
 
 def _from_waveform(wave: Any, rate: Any, index: int, max_seconds: float):

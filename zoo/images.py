@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import io
 import os
-import stat
-from pathlib import Path
 from typing import Any
 
-from zoo._limits import checked_bytes, checked_path, regular_file, shown
+from zoo._limits import read_checked
 from zoo.errors import InputTooLargeError, InvalidInputError
 
 #: Largest image (width x height) the zoo decodes: 40 megapixels, e.g. 8000 x 5000.
@@ -148,32 +146,9 @@ def _from_array(arr: Any, index: int, background: tuple[int, int, int] | None = 
     return to_rgb(Image.fromarray(np.ascontiguousarray(a)), background)
 
 
-def _read_regular(path: Path, index: int, limit: int, what: str) -> bytes:
-    """The bytes of ``path``, opened without blocking and re-checked on the open descriptor.
-
-    ``checked_path`` has already refused FIFOs and devices by name, but the path may be swapped for one (or a
-    symlink to ``/dev/zero``) before it is opened: ``O_NONBLOCK`` keeps the open from waiting on a FIFO, the
-    descriptor's own stat must still be a regular file, and at most ``limit + 1`` bytes are read.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags)
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"cannot open {what} path {shown(path)}: {exc}", index=index) from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InvalidInputError(f"{what} path {shown(path)} is not a regular file", index=index)
-        data = f.read(limit + 1)
-    return checked_bytes(data, index, what=what, limit=limit)
-
-
 def _encoded_source(item: Any, index: int) -> bytes:
     """The bytes of a path or bytes item, checked (regular file, existence, size) before anything is read."""
-    if isinstance(item, (str, os.PathLike)):
-        regular_file(item, index, what="image")  # FIFOs, devices, directories, unusable paths: refused by name
-        path = checked_path(item, index, what="image", limit=MAX_FILE_BYTES)
-        return _read_regular(path, index, MAX_FILE_BYTES, "image")
-    return checked_bytes(item, index, what="image", limit=MAX_FILE_BYTES)
+    return read_checked(item, index, what="image", limit=MAX_FILE_BYTES)
 
 
 def probe_image(item: str | os.PathLike | bytes, *, index: int = 0) -> tuple[int, int]:
