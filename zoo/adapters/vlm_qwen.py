@@ -94,14 +94,20 @@ def vlm2vec_size(height: int, width: int, factor: int, min_pixels: int, max_pixe
         height = width = max(factor, height, width)
     h = round(height / factor) * factor
     w = round(width / factor) * factor
+    h, w = _within_budget(height, width, h, w, factor, min_pixels, max_pixels)
+    return h, w
+
+
+def _within_budget(height: int, width: int, h: int, w: int, factor: int, min_pixels: int,
+                   max_pixels: int) -> tuple[int, int]:
+    """The pixel-budget step both upstream ``smart_resize`` copies share: rounded sides ``h, w`` of a
+    ``height x width`` image scaled down (floor) over ``max_pixels`` or up (ceil) under ``min_pixels``."""
     if h * w > max_pixels:
         beta = math.sqrt(height * width / max_pixels)
-        h = math.floor(height / beta / factor) * factor
-        w = math.floor(width / beta / factor) * factor
-    elif h * w < min_pixels:
+        return math.floor(height / beta / factor) * factor, math.floor(width / beta / factor) * factor
+    if h * w < min_pixels:
         beta = math.sqrt(min_pixels / (height * width))
-        h = math.ceil(height * beta / factor) * factor
-        w = math.ceil(width * beta / factor) * factor
+        return math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
     return h, w
 
 
@@ -116,14 +122,7 @@ def fetch_size(height: int, width: int, factor: int, min_pixels: int, max_pixels
         raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.0f} is over 200")
     h = max(factor, round(height / factor) * factor)
     w = max(factor, round(width / factor) * factor)
-    if h * w > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        h = math.floor(height / beta / factor) * factor
-        w = math.floor(width / beta / factor) * factor
-    elif h * w < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h = math.ceil(height * beta / factor) * factor
-        w = math.ceil(width * beta / factor) * factor
+    h, w = _within_budget(height, width, h, w, factor, min_pixels, max_pixels)
     if h < 1 or w < 1:
         raise ValueError(f"a {width}x{height} image scales to {w}x{h} pixels under max_pixels {max_pixels}")
     return h, w
