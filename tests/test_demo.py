@@ -50,7 +50,8 @@ def test_build_without_launching(app, blocks):
     assert Path(zdemo.os.environ["GRADIO_TEMP_DIR"]) == app.cache_dir / "tmp"
     opts = zdemo.launch_options(app)
     assert opts["server_name"] == "127.0.0.1" and opts["share"] is False
-    assert opts["allowed_paths"] == [str(app.gallery_dir)] and opts["max_file_size"] == "20mb"
+    assert opts["allowed_paths"] == [] and str(app.gallery_dir) in opts["blocked_paths"]
+    assert opts["max_file_size"] == "20mb"
     assert blocks._queue.max_size == zdemo.QUEUE_SIZE
 
 

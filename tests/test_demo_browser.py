@@ -82,6 +82,11 @@ def test_browser_text_search_ranks_the_cat_first(page, artifacts):
     page.locator("#search-button").click()
     sync_api.expect(page.locator("#search-note")).to_contain_text("best: chelsea", timeout=STEP_TIMEOUT_MS)
     sync_api.expect(page.locator("#search-table")).to_contain_text("image-conse")
+    # the result thumbnails come from the media route and really load in the browser
+    page.wait_for_function("() => { const im = [...document.querySelectorAll('#search-results img')];"
+                           " return im.length > 0 && im.every(e => e.complete && e.naturalWidth > 0); }")
+    sources = page.eval_on_selector_all("#search-results img", "els => els.map(e => e.src)")
+    assert sources and all("/zoo-media/" in src for src in sources), sources
     page.screenshot(path=artifacts / "02-search-a-cat.png", full_page=True)
 
 
@@ -131,14 +136,15 @@ def test_browser_cards_filter_to_audio_and_open_one(page, server, artifacts):
     page.screenshot(path=artifacts / "04-card-open.png", full_page=True)
 
 
-def test_file_route_serves_only_the_gallery(server):
+def test_gallery_is_served_by_token_and_no_file_by_path(server):
     import httpx
 
     url, app = server
     gallery_file = next((app.gallery_dir / "photos").glob("*.png"))
     vectors = app.cache_dir / "embeddings.sqlite"
-    ok = httpx.get(f"{url}/gradio_api/file={gallery_file}", timeout=30)
+    ok = httpx.get(f"{url}/zoo-media/{app.media_token(gallery_file)}", timeout=30)
     assert ok.status_code == 200 and ok.content == gallery_file.read_bytes()
+    assert httpx.get(f"{url}/gradio_api/file={gallery_file}", timeout=30).status_code in (400, 403, 404)
     g = str(app.gallery_dir)
     for probe in ["/etc/passwd", "/ETC/PASSWD", "/etc/../etc/passwd", f"{g}/../../../../../etc/passwd",
                   f"{g}/..%2f..%2f..%2f..%2f..%2fetc%2fpasswd", f"{g}%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",

@@ -134,8 +134,6 @@ def test_page_and_config_show_no_server_paths(server):
             assert p not in text, f"{name} shows the server path {p}"
 
 
-@pytest.mark.xfail(strict=True, reason="open: Gradio's FileData of result media carries the server path (path and "
-                                       "file= URL); serving them by id needs output components that emit URLs")
 def test_search_results_show_no_server_paths(server):
     url, app = server
     status, stream = _call(url, "search", ["zoo-bind-mini", "a cat", None, None, None])
@@ -157,7 +155,47 @@ def test_search_results_show_no_server_paths(server):
     for entry in gallery[:3]:
         media = entry["image"]["url"]
         r = httpx.get(media, timeout=30)
-        assert r.status_code == 200 and r.content[:4] == b"\x89PNG", media
+        assert r.status_code == 200 and r.content[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0"), media
+        assert r.headers["content-type"] in ("image/png", "image/jpeg"), r.headers["content-type"]
+
+
+def test_audio_hits_are_served_by_token(server):
+    url, app = server
+    status, stream = _call(url, "search", ["zoo-bind-mini", "a person speaking", None, None, None])
+    assert status == 200 and "event: complete" in stream, stream[:500]
+    audio = json.loads(_events(stream)[-1][1])[2]
+    assert audio is not None, "no sound hit"
+    assert "/zoo-media/" in audio["url"] and audio["path"] == audio["url"]
+    for p in _server_paths(app):
+        assert p not in json.dumps(audio)
+    r = httpx.get(audio["url"], timeout=30)
+    assert r.status_code == 200 and r.content[:4] in (b"RIFF", b"fLaC", b"OggS"), r.content[:8]
+
+
+def test_media_route_serves_only_its_tokens(server):
+    url, app = server
+    thumb = next(it.thumb for it in app.gallery.items() if it.thumb)
+    token = app.media_token(thumb)
+    assert httpx.get(f"{url}/zoo-media/{token}", timeout=30).status_code == 200
+    forged = ("0" * 24 if not token.startswith("0" * 24) else "1" * 24) + ".png"
+    for probe in (forged, token[:-4] + ".jpg", "..%2Fgallery%2Fmanifest.json", token.replace(".", "%2e") + "x"):
+        r = httpx.get(f"{url}/zoo-media/{probe}", timeout=30)
+        assert r.status_code in (403, 404), (probe, r.status_code)
+    with pytest.raises(ValueError, match="not a file of this demo"):
+        app.media_token(Path(pytest.__file__))
+    # a gallery file is not reachable by its path either
+    r = httpx.get(f"{url}/gradio_api/file={thumb}", timeout=30)
+    assert r.status_code in (400, 403, 404), r.status_code
+
+
+def test_media_urls_follow_the_forwarded_host(server):
+    """Behind a reverse proxy the browser gets URLs on the proxy's host, not on the loopback address."""
+    url, _ = server
+    r = httpx.post(f"{url}/gradio_api/call/search", json={"data": ["zoo-bind-mini", "a cat", None, None, None]},
+                   headers={"X-Forwarded-Host": "zoo.example.org", "X-Forwarded-Proto": "https"}, timeout=60)
+    stream = httpx.get(f"{url}/gradio_api/call/search/{r.json()['event_id']}", timeout=120).text
+    gallery = json.loads(_events(stream)[-1][1])[0]
+    assert gallery and all(e["image"]["url"].startswith("https://zoo.example.org/zoo-media/") for e in gallery)
 
 
 def test_gallery_manifests_hold_no_paths_and_are_not_served(server):

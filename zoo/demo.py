@@ -20,9 +20,10 @@ Three tabs, all offline:
 Safety: the app binds 127.0.0.1 and never shares; uploads are capped (``MAX_FILE_SIZE``), limited
 to the media types a tab needs (no SVG or HTML) and decoded by the zoo's safe loaders; there are
 no URL inputs, and :class:`RequestGuard` refuses ``file=<URL>`` and ``proxy=`` routes (the server fetches
-nothing on anyone's behalf) and type-checks every API input (422 naming the input); only the gallery
-folder is served as files, not its manifests, which hold names relative to the gallery folder;
-Gradio's temp folder lives under the app's cache; errors reach the user as ``gr.Error`` without
+nothing on anyone's behalf) and type-checks every API input (422 naming the input); gallery media reach the
+browser as ``/zoo-media/<token>`` URLs (an opaque token per file, served by :class:`RequestGuard`), never as
+server paths, and no folder is served by path; the gallery's manifests hold names relative to the gallery
+folder; Gradio's temp folder (uploads) lives under the app's cache; errors reach the user as ``gr.Error`` without
 server paths and leave the app working; the queue is bounded and each model embeds one request at a time.
 
 :class:`DemoApp` holds the logic (testable without Gradio's server); :func:`build_demo` wires it
@@ -406,6 +407,8 @@ class DemoApp:
         self._guard = threading.Lock()
         self._indexes: dict[str, tuple[dict[str, Item], Any]] = {}
         self._cache = self._store = None
+        self._media: dict[str, Path] = {}  # token -> file under the cache folder (see media_token)
+        self._media_key = os.urandom(16)
         self.blocks = None  # the gr.Blocks built on this app, once built
 
     @property
@@ -427,6 +430,25 @@ class DemoApp:
 
                 self._store = VectorStore(self.cache_dir / "store")
             return self._store
+
+    # -- media the browser may fetch
+    def media_token(self, path: str | Path) -> str:
+        """An opaque name under which :class:`RequestGuard` serves ``path`` at ``/zoo-media/<token>``: the browser
+        sees this token, never the server path. Only files under the app's cache folder get one."""
+        path = Path(path).resolve()
+        if not path.is_relative_to(self.cache_dir):
+            raise ValueError(f"{path.name} is not a file of this demo")
+        digest = hashlib.blake2b(str(path).encode(), key=self._media_key, digest_size=12).hexdigest()
+        token = digest + path.suffix.lower()
+        with self._guard:
+            self._media[token] = path
+        return token
+
+    def media_file(self, token: str) -> Path | None:
+        """The file behind a token from :meth:`media_token` (None: unknown token or the file is gone)."""
+        with self._guard:
+            path = self._media.get(token)
+        return path if path is not None and path.is_file() else None
 
     # -- models
     def model_lock(self, name: str) -> threading.RLock:
@@ -753,15 +775,55 @@ def model_choices() -> list[tuple[str, str]]:
     return out
 
 
-def _result_outputs(hits: list[Hit], query_experts: str):
-    gallery = [(h.item.thumb, f"{r}. {h.item.title}  {h.score:.3f}  [{h.experts}]")
+def _result_outputs(hits: list[Hit], query_experts: str, link: Callable[[str], str]):
+    """The search outputs; ``link`` turns a gallery file into the URL the browser fetches it from."""
+    gallery = [(link(h.item.thumb), f"{r}. {h.item.title}  {h.score:.3f}  [{h.experts}]")
                for r, h in enumerate(hits, 1) if h.item.thumb]
     table = [[r, h.item.kind, h.item.title, round(h.score, 4), h.experts] for r, h in enumerate(hits, 1)]
-    audio = next((h.item.path for h in hits if h.item.kind == "audio"), None)
-    shape = next((h.item.path for h in hits if h.item.kind == "shape"), None)
+    audio = next((link(h.item.path) for h in hits if h.item.kind == "audio"), None)
+    shape = next((link(h.item.path) for h in hits if h.item.kind == "shape"), None)
     text = next((h.item.text for h in hits if h.item.kind in ("code", "text")), "")
     note = f"query embedded by **{query_experts}**; best: **{hits[0].item.title}** ({hits[0].score:.3f})"
     return gallery, table, audio, shape, text, note
+
+
+MEDIA_ROUTE = "/zoo-media/"
+_MEDIA_TOKEN = re.compile(r"/zoo-media/([0-9a-f]{24}\.[a-z0-9]{1,5})$")
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$")
+
+
+def _root_url(request) -> str:
+    """The address the browser reached the app at (behind a proxy: the forwarded host and scheme)."""
+    headers = {str(k).lower(): str(v) for k, v in dict(getattr(request, "headers", None) or {}).items()}
+    host = headers.get("x-forwarded-host", "").split(",")[0].strip() or headers.get("host", "")
+    if not _HOST.match(host):
+        host = f"{HOST}:{DEFAULT_PORT}"
+    scheme = "https" if headers.get("x-forwarded-proto", "").split(",")[0].strip() == "https" else "http"
+    return f"{scheme}://{host}"
+
+
+def _linker(app: DemoApp, request) -> Callable[[str], str]:
+    """Gallery file -> its media URL on the host the request came to (no request: the default local address)."""
+    root = _root_url(request)
+    return lambda path: f"{root}{MEDIA_ROUTE}{app.media_token(path)}"
+
+
+def _linked(component: type) -> type:
+    """``component`` (a Gradio output) that also takes one of the app's media URLs and sends it as it is. Given a
+    path, Gradio copies the file into its cache and shows the browser that copy's server path; given a URL, the
+    stock Audio, Model3D and Image outputs would download it on the server."""
+    from gradio.data_classes import FileData
+
+    class Linked(component):
+        is_template = True  # the browser renders it as its base component
+
+        def postprocess(self, value):
+            if isinstance(value, str) and _MEDIA_TOKEN.search(value) and value.startswith(("http://", "https://")):
+                return FileData(path=value, url=value, orig_name=value.rsplit("/", 1)[-1])
+            return super().postprocess(value)
+
+    Linked.__name__ = Linked.__qualname__ = f"Linked{component.__name__}"
+    return Linked
 
 
 def build_demo(app: DemoApp | None = None):
@@ -771,18 +833,19 @@ def build_demo(app: DemoApp | None = None):
     import gradio as gr
 
     @_guarded
-    def prepare(model, progress=gr.Progress()):  # noqa: B008 (Gradio's progress protocol)
+    def prepare(model, request: gr.Request = None, progress=gr.Progress()):  # noqa: B008 (Gradio's progress protocol)
         reason = app.unavailable_reason(model)
         if reason:
             return f"**{reason}** Pick an offline-ready model to search.", []
         items, _ = app.index(model, lambda f, d: progress(f, desc=d))
-        return f"{len(items)} gallery items indexed with **{model}**.", [(it.thumb, it.title)
+        link = _linker(app, request)
+        return f"{len(items)} gallery items indexed with **{model}**.", [(link(it.thumb), it.title)
                                                                           for it in items.values() if it.thumb]
 
     @_guarded
-    def search(model, text, image, audio, shape):
+    def search(model, text, image, audio, shape, request: gr.Request = None):
         hits, query_experts = app.search(model, text=text, image=image, audio=audio, shape=shape)
-        return _result_outputs(hits, query_experts)
+        return _result_outputs(hits, query_experts, _linker(app, request))
 
     @_guarded
     def add(model, files):
@@ -804,8 +867,9 @@ def build_demo(app: DemoApp | None = None):
         return app.card_details(name)
 
     @_guarded
-    def heatmap(models, n):
-        return app.heatmap(list(models or []), int(n))
+    def heatmap(models, n, request: gr.Request = None):
+        png, rows = app.heatmap(list(models or []), int(n))
+        return _linker(app, request)(png), rows
 
     @_guarded
     def stitch(a, b, n):
@@ -814,6 +878,9 @@ def build_demo(app: DemoApp | None = None):
                  f"{q['held_out']} held out.", ""]
         lines += [f"- {k}: {v:.3f}" for k, v in q.items() if isinstance(v, float)]
         return "\n".join(lines)
+
+    for fn in (prepare, search, heatmap):  # the real class: this module's annotations are strings, and gr is local
+        fn.__annotations__["request"] = gr.Request
 
     cards = [registry.card(n) for n in registry.list_models()]
     text_models = [c.name for c in cards if "text" in c.modalities]
@@ -838,8 +905,8 @@ def build_demo(app: DemoApp | None = None):
             table = gr.Dataframe(headers=["rank", "kind", "item", "score", "experts"], elem_id="search-table",
                                  interactive=False)
             with gr.Row():
-                best_audio = gr.Audio(label="Best sound hit", interactive=False)
-                best_shape = gr.Model3D(label="Best 3D hit")
+                best_audio = _linked(gr.Audio)(label="Best sound hit", interactive=False)
+                best_shape = _linked(gr.Model3D)(label="Best 3D hit")
                 best_text = gr.Code(label="Best text or code hit", language="python", interactive=False)
             with gr.Accordion("Add your own files to the gallery", open=False):
                 uploads = gr.File(file_count="multiple", label="images, sounds, 3D files, .txt/.py/.md",
@@ -889,7 +956,7 @@ def build_demo(app: DemoApp | None = None):
                 chosen = gr.CheckboxGroup(text_models, value=offline_text, label="Text models")
                 n_sent = gr.Slider(40, 160, value=120, step=10, label="Sentences")
             heat_btn = gr.Button("Compute the heatmap")
-            heat_img = gr.Image(label="Compatibility", interactive=False, type="filepath")
+            heat_img = _linked(gr.Image)(label="Compatibility", interactive=False, type="filepath")
             heat_table = gr.Dataframe(headers=["model_a", "model_b", "linear_cka", "mutual_knn", "recall@1"],
                                       interactive=False)
             heat_btn.click(heatmap, [chosen, n_sent], [heat_img, heat_table], concurrency_limit=1)
@@ -968,6 +1035,7 @@ def _input_error(component, value, uploads: Path | None = None) -> str | None:
 class RequestGuard:
     """ASGI middleware in front of Gradio's app.
 
+    - ``/zoo-media/<token>`` serves the gallery file behind a token of :meth:`DemoApp.media_token` (404 otherwise).
     - The file route serves local files only: ``file=http://...`` (which Gradio would fetch on the server's behalf)
       and every ``proxy=`` route are refused with 403, however the URL is encoded.
     - API calls are checked before they reach the queue: each input must have its component's type (a dict is not
@@ -983,6 +1051,9 @@ class RequestGuard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = _unquoted(scope.get("path", ""))
+        media = _MEDIA_TOKEN.search(path)
+        if media and scope.get("method") in ("GET", "HEAD"):
+            return await self._media(scope, receive, send, media.group(1))
         target = _FILE_ROUTE.search(path)
         if "/proxy=" in path or (target and _URL_LIKE.match(target.group(1))):
             return await self._refuse(scope, receive, send, 403, "URLs are not fetched by this app")
@@ -1060,6 +1131,19 @@ class RequestGuard:
         walk(payload)
         return "files must be uploads, not URLs (the demo fetches nothing from the network)" if found else None
 
+    async def _media(self, scope, receive, send, token: str):
+        import mimetypes
+
+        from starlette.responses import FileResponse
+
+        file = self.demo_app.media_file(token)
+        if file is None:
+            return await self._refuse(scope, receive, send, 404, "no such media")
+        kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        response = FileResponse(file, media_type=kind, headers={"X-Content-Type-Options": "nosniff",
+                                                                "Cache-Control": "private, max-age=3600"})
+        await response(scope, receive, send)
+
     @staticmethod
     async def _refuse(scope, receive, send, status: int, detail: str):
         from starlette.responses import JSONResponse
@@ -1068,13 +1152,13 @@ class RequestGuard:
 
 
 def launch_options(app: DemoApp) -> dict:
-    """Keyword arguments of ``launch``: loopback, no share link, capped uploads, only the gallery served (not its
-    manifests), URL fetches refused and API inputs type-checked (:class:`RequestGuard`)."""
+    """Keyword arguments of ``launch``: loopback, no share link, capped uploads, no folder served by path (gallery
+    media go out as ``/zoo-media/<token>``), URL fetches refused and API inputs type-checked (:class:`RequestGuard`)."""
     from starlette.middleware import Middleware
 
     manifests = [str(app.gallery_dir / "manifest.json"), str(app.gallery_dir / "user" / "manifest.json")]
     return {"server_name": HOST, "share": False, "max_file_size": MAX_FILE_SIZE,
-            "allowed_paths": [str(app.gallery_dir)], "blocked_paths": manifests, "ssr_mode": False,
+            "allowed_paths": [], "blocked_paths": [str(app.gallery_dir), *manifests], "ssr_mode": False,
             "show_error": True, "app_kwargs": {"middleware": [Middleware(RequestGuard, demo_app=app)]}}
 
 
