@@ -1152,8 +1152,9 @@ class RequestGuard:
 
 
 def launch_options(app: DemoApp) -> dict:
-    """Keyword arguments of ``launch``: loopback, no share link, capped uploads, no folder served by path (gallery
-    media go out as ``/zoo-media/<token>``), URL fetches refused and API inputs type-checked (:class:`RequestGuard`)."""
+    """Keyword arguments of ``launch``: loopback, no share link, capped uploads, no folder served by path
+    (gallery media go out as ``/zoo-media/<token>``), URL fetches refused and API inputs type-checked
+    (:class:`RequestGuard`)."""
     from starlette.middleware import Middleware
 
     manifests = [str(app.gallery_dir / "manifest.json"), str(app.gallery_dir / "user" / "manifest.json")]
