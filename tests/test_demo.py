@@ -53,6 +53,7 @@ def test_build_without_launching(app, blocks):
     assert opts["allowed_paths"] == [] and str(app.gallery_dir) in opts["blocked_paths"]
     assert opts["max_file_size"] == "20mb"
     assert blocks._queue.max_size == zdemo.QUEUE_SIZE
+    assert not Path(zdemo.__file__).with_suffix(".pyi").exists()  # building writes nothing into the package
 
 
 def test_text_query_finds_the_cat(search, app):

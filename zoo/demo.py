@@ -808,22 +808,22 @@ def _linker(app: DemoApp, request) -> Callable[[str], str]:
     return lambda path: f"{root}{MEDIA_ROUTE}{app.media_token(path)}"
 
 
-def _linked(component: type) -> type:
+def _linked(component):
     """``component`` (a Gradio output) that also takes one of the app's media URLs and sends it as it is. Given a
     path, Gradio copies the file into its cache and shows the browser that copy's server path; given a URL, the
-    stock Audio, Model3D and Image outputs would download it on the server."""
+    stock Audio, Model3D and Image outputs would download it on the server. (An instance attribute, not a
+    subclass: Gradio writes a ``.pyi`` stub beside the module of every Component subclass.)"""
     from gradio.data_classes import FileData
 
-    class Linked(component):
-        is_template = True  # the browser renders it as its base component
+    stock = component.postprocess
 
-        def postprocess(self, value):
-            if isinstance(value, str) and _MEDIA_TOKEN.search(value) and value.startswith(("http://", "https://")):
-                return FileData(path=value, url=value, orig_name=value.rsplit("/", 1)[-1])
-            return super().postprocess(value)
+    def postprocess(value):
+        if isinstance(value, str) and _MEDIA_TOKEN.search(value) and value.startswith(("http://", "https://")):
+            return FileData(path=value, url=value, orig_name=value.rsplit("/", 1)[-1])
+        return stock(value)
 
-    Linked.__name__ = Linked.__qualname__ = f"Linked{component.__name__}"
-    return Linked
+    component.postprocess = postprocess
+    return component
 
 
 def build_demo(app: DemoApp | None = None):
@@ -905,8 +905,8 @@ def build_demo(app: DemoApp | None = None):
             table = gr.Dataframe(headers=["rank", "kind", "item", "score", "experts"], elem_id="search-table",
                                  interactive=False)
             with gr.Row():
-                best_audio = _linked(gr.Audio)(label="Best sound hit", interactive=False)
-                best_shape = _linked(gr.Model3D)(label="Best 3D hit")
+                best_audio = _linked(gr.Audio(label="Best sound hit", interactive=False))
+                best_shape = _linked(gr.Model3D(label="Best 3D hit"))
                 best_text = gr.Code(label="Best text or code hit", language="python", interactive=False)
             with gr.Accordion("Add your own files to the gallery", open=False):
                 uploads = gr.File(file_count="multiple", label="images, sounds, 3D files, .txt/.py/.md",
@@ -956,7 +956,7 @@ def build_demo(app: DemoApp | None = None):
                 chosen = gr.CheckboxGroup(text_models, value=offline_text, label="Text models")
                 n_sent = gr.Slider(40, 160, value=120, step=10, label="Sentences")
             heat_btn = gr.Button("Compute the heatmap")
-            heat_img = _linked(gr.Image)(label="Compatibility", interactive=False, type="filepath")
+            heat_img = _linked(gr.Image(label="Compatibility", interactive=False, type="filepath"))
             heat_table = gr.Dataframe(headers=["model_a", "model_b", "linear_cka", "mutual_knn", "recall@1"],
                                       interactive=False)
             heat_btn.click(heatmap, [chosen, n_sent], [heat_img, heat_table], concurrency_limit=1)
