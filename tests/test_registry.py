@@ -86,3 +86,66 @@ def test_entry_points_add_cards_and_adapters(tmp_path, monkeypatch):
         monkeypatch.undo()
         registry.reload()
     assert "plugin-model" not in zoo.list_models()
+
+
+def test_broken_plugins_are_skipped_with_a_warning(tmp_path, monkeypatch):
+    """A plugin that fails to import, gives a malformed card, a name already taken or not a card at all costs
+    only its own cards: each is named in a warning, every other card still loads."""
+    site = tmp_path / "site"
+    cards = site / "zoo_plugin_mixed" / "cards"
+    cards.mkdir(parents=True)
+    (site / "zoo_plugin_mixed" / "__init__.py").write_text(
+        "from pathlib import Path\nCARDS = str(Path(__file__).parent / 'cards')\n"
+        "def odd():\n    return ['not a card']\n"
+    )
+    (site / "zoo_plugin_broken.py").write_text("raise RuntimeError('plugin import exploded')\n")
+    good = textwrap.dedent('''
+        adapter = "text"
+        modalities = ["text"]
+        dim = 16
+        description = "a plugin card"
+        license = "mit"
+        offline_note = "plugin test"
+        [[sources]]
+        kind = "hub"
+        repo = "org/plugin-model"
+        revision = "0123456789abcdef0123456789abcdef01234567"
+    ''')
+    (cards / "plugin-good.toml").write_text(good)
+    (cards / "e5-small-v2.toml").write_text(good)  # a name the zoo already ships
+    (cards / "plugin-typo.toml").write_text(good.replace('dim = 16', 'dim = "sixteen"'))
+    (cards / "plugin-not-toml.toml").write_text("adapter = [unclosed\n")
+    dist = site / "zoo_plugin_mixed-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-plugin-mixed\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[embedding_zoo.cards]\nmixed = zoo_plugin_mixed:CARDS\nbroken = zoo_plugin_broken:CARDS\n"
+        "odd = zoo_plugin_mixed:odd\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    registry.reload()
+    try:
+        with pytest.warns(UserWarning) as caught:
+            names = zoo.list_models()
+        text = "\n".join(str(w.message) for w in caught)
+        assert "plugin-good" in names and "all-minilm-l6-v2" in names
+        assert zoo.card("e5-small-v2").description != "a plugin card"  # the shipped card is kept
+        for needle in ("e5-small-v2.toml", "already registered", "plugin-typo.toml", "plugin-not-toml.toml",
+                       "entry point broken", "plugin import exploded", "entry point odd", "not a ModelCard"):
+            assert needle in text, (needle, text)
+        for name in ("plugin-typo", "plugin-not-toml"):
+            with pytest.raises(zoo.CardError, match=name):
+                zoo.card(name)
+        assert zoo.card("all-minilm-l6-v2").dim == 384
+    finally:
+        monkeypatch.undo()
+        registry.reload()
+    assert "plugin-good" not in zoo.list_models()
+
+
+@pytest.mark.parametrize("name", [None, 3, b"all-minilm-l6-v2", ["all-minilm-l6-v2"], {"name": "x"}])
+def test_load_and_card_refuse_names_that_are_not_strings(name):
+    with pytest.raises(zoo.InvalidInputError, match="a model name is a string"):
+        zoo.load(name)
+    with pytest.raises(zoo.InvalidInputError, match="a model name is a string"):
+        zoo.card(name)

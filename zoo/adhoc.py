@@ -75,7 +75,7 @@ def card_for_folder(name: str, folder: Path, source: Source | None = None) -> Mo
 
 def is_adhoc(name: str) -> bool:
     """Whether ``name`` asks for a model outside the registry (``local-dir:`` or ``hf-hub:``)."""
-    return name.startswith(("local-dir:", "hf-hub:"))
+    return isinstance(name, str) and name.startswith(("local-dir:", "hf-hub:"))
 
 
 def resolve_adhoc(name: str, *, download: bool | None = None) -> tuple[ModelCard, Resolved] | None:

@@ -40,7 +40,7 @@ def load(
     elif is_adhoc(name):
         card = None
     else:
-        card = registry.card(name)
+        card = registry.card(name)  # a name that is not a string is an InvalidInputError there
     if trust_remote_code and (card is None or not card.remote_code):
         who = card.name if card else name
         raise UnsafeModelFileError(f"{who} needs no remote code; refusing trust_remote_code=True")

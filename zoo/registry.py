@@ -10,9 +10,10 @@ packages add cards and adapters through two entry-point groups:
   ``"module:Class"`` reference, imported only when a model with that adapter is loaded.
 
 Registering a name that exists raises RegistryError; nothing is ever overwritten silently.
-A user card that does not load (not TOML, not UTF-8, fails validation, clashes with another
-card's name, unreadable) is skipped with a UserWarning naming the file and the error; every
-other card stays available, and ``card(name)`` for that name raises CardError saying why.
+A card that does not load (not TOML, not UTF-8, fails validation, clashes with another card's
+name, unreadable; or a plugin that fails to import) is skipped with a UserWarning naming the file
+or entry point and the error; every other card stays available, and ``card(name)`` for that name
+raises CardError saying why.
 This module imports only the standard library.
 """
 
@@ -26,7 +27,6 @@ import re
 import stat
 import threading
 import warnings
-from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
@@ -77,8 +77,8 @@ def user_cards_dir() -> Path:
     return zoo_home() / "cards"
 
 
-def _read_user_card(path: Path) -> ModelCard:
-    """One user card, or CardError saying why the file cannot be one (never another exception)."""
+def _read_card_file(path: Path) -> ModelCard:
+    """One card file, or CardError saying why the file cannot be one (never another exception)."""
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -100,29 +100,53 @@ def _read_user_card(path: Path) -> ModelCard:
         raise CardError(f"card {path.name}: malformed ({type(exc).__name__}: {exc})") from None
 
 
+def _plugin_cards(ep: metadata.EntryPoint) -> list[tuple[str, ModelCard | Exception, str]]:
+    """(name, card or why not, where from) for each card an ``embedding_zoo.cards`` entry point gives. A plugin
+    that fails to import or to list its cards gives one failure named after the entry point."""
+    where = f"entry point {ep.name} ({ep.value})"
+    try:
+        provided = ep.load()
+        if not callable(provided):
+            return [(p.stem, _try(_read_card_file, p), f"{p} from {where}")
+                    for p in sorted(Path(provided).glob("*.toml"))]
+        cards = list(provided())
+    except Exception as exc:  # a third-party package: anything may go wrong in its import
+        return [(ep.name, CardError(f"cannot load it ({type(exc).__name__}: {exc})"), where)]
+    return [(getattr(c, "name", ep.name), c if isinstance(c, ModelCard)
+             else CardError(f"it gave {type(c).__name__}, not a ModelCard"), where) for c in cards]
+
+
+def _try(read, path: Path) -> ModelCard | Exception:
+    try:
+        return read(path)
+    except CardError as exc:
+        return exc
+
+
 def _load_cards() -> dict[str, ModelCard]:
+    """Every card: shipped, then the user's, then plugins'. A card that does not load, or whose name is taken,
+    is skipped with a UserWarning naming its file or entry point; the others stay available."""
     table: dict[str, ModelCard] = {}
     broken: dict[str, str] = {}
-    for path in sorted(CARDS_DIR.glob("*.toml")):
-        _add_card(table, read_card(path), str(path))
-    for path in sorted(user_cards_dir().glob("*.toml")):  # cards the user saved (save_composite)
+
+    def take(name: str, card: ModelCard | Exception, origin: str, what: str) -> None:
         try:
-            _add_card(table, _read_user_card(path), str(path))
+            if isinstance(card, Exception):
+                raise card
+            _add_card(table, card, origin)
         except (CardError, RegistryError) as exc:
-            broken.setdefault(path.stem.lower(), f"{path}: {exc}")
-            warnings.warn(f"skipping the user card {path}: {type(exc).__name__}: {exc}", UserWarning, stacklevel=5)
+            broken.setdefault(name.lower(), f"{origin}: {exc}")
+            warnings.warn(f"skipping the {what} {origin}: {type(exc).__name__}: {exc}", UserWarning, stacklevel=6)
+
+    for path in sorted(CARDS_DIR.glob("*.toml")):
+        take(path.stem, _try(_read_card_file, path), str(path), "shipped card")
+    for path in sorted(user_cards_dir().glob("*.toml")):  # cards the user saved (save_composite)
+        take(path.stem, _try(_read_card_file, path), str(path), "user card")
+    for ep in _entry_points("embedding_zoo.cards"):
+        for name, card, origin in _plugin_cards(ep):
+            take(name, card, origin, "plugin card")
     _broken.clear()
     _broken.update({name: why for name, why in broken.items() if name not in table})
-    for ep in _entry_points("embedding_zoo.cards"):
-        provided = ep.load()
-        if callable(provided):
-            cards: Iterable[ModelCard] = provided()
-        else:
-            cards = (read_card(p) for p in sorted(Path(provided).glob("*.toml")))
-        for card in cards:
-            if not isinstance(card, ModelCard):
-                raise CardError(f"entry point {ep.name!r} gave {type(card).__name__}, not a ModelCard")
-            _add_card(table, card, f"entry point {ep.value}")
     return table
 
 
