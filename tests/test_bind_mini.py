@@ -36,6 +36,18 @@ def test_text_route_is_the_text_model_itself(bind):
     assert bind.embed(texts[1:], modality="code").info["experts"] == ["minilm"]
 
 
+@pytest.mark.parametrize("modality", [None, "text", "code"])
+def test_truncate_false_reaches_the_text_expert(bind, modality):
+    """Found by bench/soak.py: the composite used to drop ``truncate=False`` and cut an over-long text silently."""
+    long_text = "the composite passes the caller's truncation choice to its expert " * 60
+    with pytest.raises(zoo.InputTooLargeError, match=r"input\[1\].*truncate=True") as info:
+        bind.embed(["short", long_text], modality=modality, truncate=False)
+    assert info.value.index == 1
+    cut = bind.embed([long_text], modality=modality)  # truncate=True, the default, still cuts it
+    direct = bind.model("all-minilm-l6-v2").embed([long_text])
+    assert np.allclose(cut.vectors, direct.vectors, atol=1e-6)
+
+
 def test_text_to_image_recall_is_the_cards_figure(bind, figures):
     photos = gallery.photos()
     images = bind.embed([p.path for p in photos], modality="image")

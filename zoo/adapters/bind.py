@@ -458,8 +458,10 @@ class BindEmbedder(BaseEmbedder):
             self._labels[key] = self.model(text_model).embed(label_texts(labels, prompt), normalize=True).vectors
         return self._labels[key]
 
-    def expert_vectors(self, expert: ExpertSpec, modality: str, items: list) -> np.ndarray:
-        """(N, expert.dim) float32 vectors of one expert for checked items of ``modality``."""
+    def expert_vectors(self, expert: ExpertSpec, modality: str, items: list, *, truncate: bool = True) -> np.ndarray:
+        """(N, expert.dim) float32 vectors of one expert for checked items of ``modality``. ``truncate`` is the
+        caller's: an expert that embeds the items themselves cuts over-long ones only when it is true (texts an
+        expert derives, such as transcripts, are always cut to fit)."""
         opts = expert.options
         if expert.kind == "conse":
             classifier = self.model(opts["classifier"])
@@ -473,7 +475,7 @@ class BindEmbedder(BaseEmbedder):
         else:
             model = self.model(expert.models[modality])
             as_modality = "text" if modality == "code" and "code" not in model.modalities else modality
-            vectors = model.embed(items, modality=as_modality, normalize=True).vectors
+            vectors = model.embed(items, modality=as_modality, normalize=True, truncate=truncate).vectors
         if vectors.shape[1] != expert.dim:
             raise CardError(f"{self.name}: expert {expert.id!r} gave {vectors.shape[1]}-d vectors, "
                             f"its spec says {expert.dim}")
@@ -512,7 +514,8 @@ class BindEmbedder(BaseEmbedder):
 
     def _encode(self, items: list, modality: str, ctx: EmbedContext) -> np.ndarray:
         route = self.spec.routes[modality]
-        vectors = {eid: torch.from_numpy(self.expert_vectors(self.spec.expert(eid), modality, items))
+        vectors = {eid: torch.from_numpy(self.expert_vectors(self.spec.expert(eid), modality, items,
+                                                             truncate=ctx.truncate))
                    for eid in route.experts}
         with torch.inference_mode():
             out, weights = self.network(modality, vectors)
