@@ -1,6 +1,6 @@
 """Run the benchmark suite and write bench/RESULTS.md (what ``zoo bench`` calls).
 
-    python bench/run.py                    # every benchmark, full size (about 35 minutes on 2 cores)
+    python bench/run.py                    # every benchmark, full size (about 70 minutes on 2 cores)
     python bench/run.py --only search      # some of them; RESULTS.md keeps the others' last rows
     python bench/run.py --quick            # smoke sizes, results under bench/results-quick/
 
@@ -51,6 +51,8 @@ SUITE = (
           ("search.py", "--sizes", "60000", "--pairs", "1", "--nprobes", "10", "--single", "5", "--flat", "2")),
     Bench("ray_throughput", "Ray Data jobs with 1 and 2 actors vs a plain loop",
           ("ray_throughput.py", "--rounds", "3"), ("ray_throughput.py", "--quick")),
+    Bench("soak", "30 min of mixed good and hostile calls from 8 threads over every offline model vs serial results",
+          ("soak.py", "--minutes", "30"), ("soak.py", "--minutes", "1")),
 )
 
 
