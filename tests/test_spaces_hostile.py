@@ -376,3 +376,50 @@ def test_registry_errors_stay_registry_errors(home):
     stitching.register_stitch(st, "twice")
     with pytest.raises(RegistryError):
         stitching.register_stitch(st, "twice")
+
+
+# ---------------------------------------------------------------------------------------------- sealed projectors
+def _rewrite_projector(path, change_meta=None, change_tensors=None, drop_seal=False):
+    """Write the projector file again with edited metadata or tensors, keeping (or dropping) its old seal."""
+    from safetensors.numpy import save_file
+
+    from zoo.align._files import read_safetensors
+
+    meta, tensors = read_safetensors(path)
+    meta = dict(meta) | (change_meta or {})
+    tensors = {k: np.array(v) for k, v in tensors.items()}
+    if change_tensors:
+        change_tensors(tensors)
+    if drop_seal:
+        meta.pop("content_sha256")
+        meta["format_version"] = "1"
+    save_file(tensors, str(path), metadata=meta)
+
+
+@pytest.mark.parametrize(("what", "edit"), [
+    ("similarity", {"change_meta": {"similarity": "euclidean"}}),
+    ("center", {"change_meta": {"center": "true"}}),
+    ("space", {"change_meta": {"space": "another-model"}}),
+    ("an anchor", {"change_tensors": lambda t: t["anchors"].__setitem__((0, 0), t["anchors"][0, 0] + 0.5)}),
+    ("the fitted std", {"change_tensors": lambda t: t["std"].__setitem__(0, t["std"][0] * 2)}),
+])
+def test_a_projector_edited_after_saving_is_refused(tmp_path, what, edit):
+    a = np.random.default_rng(0).normal(size=(12, 6)).astype(np.float32)
+    path = RelativeProjector(a, normalization="standardize").fit(a).save(tmp_path / "p.safetensors")
+    assert RelativeProjector.load(path).transform(a).shape == (12, 12)
+    _rewrite_projector(path, **edit)
+    with pytest.raises(IntegrityError, match="differ from its seal"):
+        RelativeProjector.load(path)
+
+
+def test_an_unsealed_projector_loads_only_when_allowed_and_reseals(tmp_path):
+    a = np.random.default_rng(1).normal(size=(10, 5)).astype(np.float32)
+    p = RelativeProjector(a, similarity="angular")
+    path = p.save(tmp_path / "old.safetensors")
+    _rewrite_projector(path, drop_seal=True)  # what an older zoo wrote
+    with pytest.raises(CardError, match="unsealed relative projector"):
+        RelativeProjector.load(path)
+    old = RelativeProjector.load(path, allow_unsealed=True)
+    assert np.array_equal(old.transform(a), p.transform(a))
+    resealed = RelativeProjector.load(old.save(tmp_path / "new.safetensors"))
+    assert np.array_equal(resealed.transform(a), p.transform(a))

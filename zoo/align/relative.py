@@ -22,7 +22,10 @@ What we offer, numpy only:
   statistics stored with the projector).
 
 :class:`RelativeProjector` holds one space's anchor vectors plus these choices and saves to a
-single safetensors file (arrays as tensors, choices as the header's string metadata).
+single safetensors file (arrays as tensors, choices as the header's string metadata), sealed by a
+``content_sha256`` over every choice and every array's dtype, shape and bytes: a file edited after
+saving (a choice, an anchor) is an IntegrityError on load. Files of format version 1 (unsealed,
+older zoo) load only with ``allow_unsealed=True``; save them again to seal them.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from typing import Literal
 import numpy as np
 
 from zoo.align._blocks import as_matrix, check_bool, check_choice, check_path, check_str, l2_normalize
-from zoo.align._files import read_safetensors
-from zoo.errors import CardError, InvalidInputError
+from zoo.align._files import canonical_sha256, read_safetensors
+from zoo.errors import CardError, IntegrityError, InvalidInputError
 
 __all__ = ["NORMALIZATIONS", "SIMILARITIES", "RelativeProjector", "relative_projection", "relative_representation"]
 
@@ -179,29 +182,43 @@ class RelativeProjector:
     # ---------------------------------------------------------------------------------- files
 
     def save(self, path: str | Path) -> Path:
-        """Write one ``.safetensors`` file: anchors (+ mean/std) as tensors, choices as metadata."""
+        """Write one sealed ``.safetensors`` file: anchors (+ mean/std) as tensors, choices as metadata."""
         from safetensors.numpy import save_file
 
         path = check_path(path)
         tensors = {"anchors": self.anchors}
         if self.mean is not None and self.std is not None:
             tensors |= {"mean": self.mean, "std": self.std}
-        meta = {"format": _FORMAT, "format_version": "1", "similarity": self.similarity,
+        meta = {"format": _FORMAT, "format_version": "2", "similarity": self.similarity,
                 "normalization": self.normalization, "center": str(self.center).lower(),
                 "anchor_hash": self.anchor_hash, "space": self.space}
-        save_file(tensors, str(path), metadata=meta)
+        save_file(tensors, str(path), metadata=meta | {"content_sha256": _seal(meta, tensors)})
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> RelativeProjector:
-        """Read a file written by :meth:`save`; anything else raises CardError."""
+    def load(cls, path: str | Path, *, allow_unsealed: bool = False) -> RelativeProjector:
+        """Read a file written by :meth:`save`. Anything else raises CardError; a file whose contents differ
+        from its seal (edited or damaged after saving) raises IntegrityError; an unsealed file (format version
+        1, an older zoo) raises CardError unless ``allow_unsealed=True``."""
         meta, tensors = read_safetensors(check_path(path))
         expected = {"format", "format_version", "similarity", "normalization", "center", "anchor_hash", "space"}
-        if set(meta) != expected or meta["format"] != _FORMAT or meta["format_version"] != "1":
+        version = meta.get("format_version")
+        if version == "2":
+            expected.add("content_sha256")
+        if set(meta) != expected or meta["format"] != _FORMAT or version not in ("1", "2"):
             raise CardError(f"{path}: not a zoo relative projector (metadata keys {sorted(meta)})")
+        if version == "1" and not allow_unsealed:
+            raise CardError(f"{path}: an unsealed relative projector (older zoo), so edits to it go unseen; load it "
+                            "with RelativeProjector.load(..., allow_unsealed=True) if you trust it, and save it "
+                            "again to seal it")
         names = set(tensors)
         if names not in ({"anchors"}, {"anchors", "mean", "std"}):
             raise CardError(f"{path}: unexpected tensors {sorted(names)}; want anchors (+ mean and std)")
+        if version == "2":
+            seal = meta.pop("content_sha256")
+            if seal != _seal(meta, tensors):
+                raise IntegrityError(f"{path}: its contents differ from its seal (content_sha256): the file was "
+                                     "edited or damaged after saving")
         if meta["center"] not in ("true", "false"):
             raise CardError(f"{path}: center must be 'true' or 'false', not {meta['center']!r}")
         try:
@@ -212,3 +229,12 @@ class RelativeProjector:
         except InvalidInputError as exc:
             raise CardError(f"{path}: {exc}") from None
 
+
+
+def _seal(meta: dict[str, str], tensors: dict[str, np.ndarray]) -> str:
+    """sha256 over the metadata (without the seal) and every tensor's name, dtype, shape and bytes."""
+    import hashlib
+
+    arrays = {name: [str(a.dtype), list(a.shape), hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()]
+              for name, a in sorted(tensors.items())}
+    return canonical_sha256({"metadata": meta, "tensors": arrays})
