@@ -343,3 +343,19 @@ def test_bad_items_raise_with_their_index(tiny_en, bad):
     with pytest.raises(zoo.InvalidInputError) as err:
         tiny_en.transcribe([good, good, bad])
     assert err.value.index == 2
+
+
+def test_the_readmes_transcript_example_prints_what_it_shows():
+    """The README's transcription line, run as written: the comment is the real output of tiny.en on that clip."""
+    import re
+    from pathlib import Path
+
+    import zoo
+    from zoo.gallery import speech_clips
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    call = re.search(r'^whisper\.transcribe\(\[(speech_clips\(\)\[\d+\]\.path)\]\)\s+# \["(.+)"\]$', readme,
+                     re.MULTILINE)
+    assert call and "from zoo.gallery import speech_clips" in readme, "the README's transcribe example is missing"
+    clip = eval(call.group(1), {"speech_clips": speech_clips})  # noqa: S307 - the README's own expression
+    assert zoo.load("whisper-tiny-en").transcribe([clip]) == [call.group(2)]
