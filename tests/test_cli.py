@@ -14,7 +14,8 @@ from zoo.cli import main
 def test_list_and_filters(capsys):
     assert main(["list", "e5*", "--modality", "text"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in out] == ["e5-base-v2", "e5-mistral-7b-instruct", "e5-small-v2"]
+    assert out[0].split()[0] == "NAME"
+    assert [line.split()[0] for line in out[1:]] == ["e5-base-v2", "e5-mistral-7b-instruct", "e5-small-v2"]
     assert main(["list", "no-such-thing*"]) == 1
 
 
