@@ -1,6 +1,6 @@
 """The demo's logic and handlers, called directly (no server): search by text, image, paraphrase and shape,
-refusals that reach the user as gr.Error, user uploads, the cards and spaces tabs, and the gallery's vector
-store and embedding cache on disk.
+refusals that stay on the page (each action's Markdown status), user uploads, the cards and spaces tabs, the
+launch address, and the gallery's vector store and embedding cache on disk.
 
 The gallery is prepared once per session under pytest's base temp folder and shared with
 tests/test_demo_browser.py, which then starts from cached vectors, as a restarted demo does.
@@ -8,6 +8,8 @@ tests/test_demo_browser.py, which then starts from cached vectors, as a restarte
 
 from __future__ import annotations
 
+import inspect
+import re
 import shutil
 from pathlib import Path
 
@@ -32,16 +34,35 @@ def blocks(app):
     return build_demo(app)
 
 
+def _handler(blocks, api_name: str):
+    """The handler of the event named ``api_name``, as Gradio calls it."""
+    return next(f.fn for f in blocks.fns.values() if f.api_name == api_name)
+
+
+def _component(blocks, elem_id: str):
+    return next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == elem_id)
+
+
 @pytest.fixture(scope="module")
 def search(blocks):
     """The Search button's handler, as Gradio calls it."""
-    return next(f.fn for f in blocks.fns.values() if f.api_name == "search")
+    return _handler(blocks, "search")
+
+
+def _query(search, **query) -> tuple:
+    args = {"model": "zoo-bind-mini", "text": None, "image": None, "audio": None, "shape": None} | query
+    return search(*args.values())
 
 
 def _top(search, **query) -> tuple[str, list]:
-    args = {"model": "zoo-bind-mini", "text": None, "image": None, "audio": None, "shape": None} | query
-    gallery, table, *_ = search(*args.values())
+    gallery, table, *_, note = _query(search, **query)
+    assert table, note
     return table[0][2], table
+
+
+def _assert_no_paths(app: DemoApp, text: str) -> None:
+    for p in (str(app.cache_dir), str(app.cache_dir.parent), "/tmp/", "/home/"):
+        assert p not in text, text
 
 
 def test_build_without_launching(app, blocks):
@@ -96,7 +117,7 @@ def test_uploaded_sound_and_shape_query(search, tmp_path):
     assert _top(search, shape=str(tmp_path / "spring.glb"))[0].startswith("helix")
 
 
-def test_bad_uploads_are_gr_errors_and_the_app_keeps_working(search, tmp_path):
+def test_bad_uploads_are_shown_in_the_note_and_the_app_keeps_working(app, search, tmp_path):
     svg = tmp_path / "x.svg"
     svg.write_text('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
     broken = tmp_path / "broken.png"
@@ -104,10 +125,41 @@ def test_bad_uploads_are_gr_errors_and_the_app_keeps_working(search, tmp_path):
     noise = tmp_path / "noise.wav"
     noise.write_bytes(b"RIFF....WAVEfmt nonsense")
     for bad in ({"image": str(svg)}, {"image": str(broken)}, {"audio": str(noise)}, {"shape": str(broken)},
-                {}, {"text": "x" * (zdemo.MAX_TEXT_CHARS + 1)}):
-        with pytest.raises(gr.Error):
-            _top(search, **bad)
+                {"text": "x" * (zdemo.MAX_TEXT_CHARS + 1)}, {"image": str(tmp_path / "gone" / "missing.png")}):
+        gallery, table, audio, shape, text, note = _query(search, **bad)
+        assert note.startswith("**Error:**") and len(note) > len("**Error:** "), (bad, note)
+        assert (gallery, table, audio, shape, text) == ([], [], None, None, ""), bad
+        _assert_no_paths(app, note)
     assert _top(search, text="a cat")[0] == "chelsea"
+
+
+def test_every_action_writes_its_error_into_its_status(app, blocks, tmp_path):
+    """Search, add files, heatmap and stitch put the message into a Markdown output beside the action."""
+    markdown = {id(b) for b in blocks.blocks.values() if isinstance(b, gr.Markdown)}
+    for api in ("search", "add_files", "heatmap", "stitch"):
+        fn = next(f for f in blocks.fns.values() if f.api_name == api)
+        assert any(id(c) in markdown for c in fn.outputs), f"{api} has no Markdown status"
+    assert _component(blocks, "heatmap-status") in next(f for f in blocks.fns.values()
+                                                        if f.api_name == "heatmap").outputs
+    missing = str(tmp_path / "gone" / "missing.png")
+    note = _query(_handler(blocks, "search"), image=missing)[-1]
+    assert "missing" in note
+    added = _handler(blocks, "add_files")("zoo-bind-mini", None)
+    assert added.startswith("**Error:**") and "choose one or more files" in added
+    img, rows, status = _handler(blocks, "heatmap")(["all-minilm-l6-v2"], 60)
+    assert (img, rows) == (None, []) and "choose at least two models" in status
+    stitched = _handler(blocks, "stitch")("all-minilm-l6-v2", "all-minilm-l6-v2", 60)
+    assert stitched.startswith("**Error:**") and "two different models" in stitched
+    for text in (note, added, status, stitched):
+        _assert_no_paths(app, text)
+
+
+def test_an_empty_query_clears_the_old_results_and_says_what_to_do(search):
+    assert _top(search, text="a cat")[0] == "chelsea"
+    for empty in ({}, {"text": ""}, {"text": "   "}):
+        gallery, table, audio, shape, text, note = _query(search, **empty)
+        assert (gallery, table, audio, shape, text) == ([], [], None, None, "")
+        assert "Type a text, or upload an image, a sound or a 3D file" in note
 
 
 @pytest.fixture
@@ -129,10 +181,25 @@ def unfetched_card():
 def test_unavailable_model_says_so(app, search, unfetched_card):
     reason = app.unavailable_reason(unfetched_card)
     assert reason and "not available offline" in reason
-    with pytest.raises(gr.Error, match="not available offline"):
-        _top(search, model=unfetched_card, text="a cat")
+    *results, note = _query(search, model=unfetched_card, text="a cat")
+    assert "not available offline" in note and results == [[], [], None, None, ""]
     labels = dict((v, k) for k, v in zdemo.model_choices())
     assert labels[unfetched_card].endswith("(weights not offline)")
+    assert labels["zoo-bind-mini"] == "zoo-bind-mini"
+
+
+def test_spaces_mark_hub_only_models_and_say_why_they_cannot_run(app, unfetched_card):
+    blocks = build_demo(app)  # built after the card is registered
+    for elem_id in ("spaces-models", "stitch-a", "stitch-b"):
+        choices = dict(_component(blocks, elem_id).choices)
+        assert choices[f"{unfetched_card} (weights not offline)"] == unfetched_card, elem_id
+        assert choices["all-minilm-l6-v2"] == "all-minilm-l6-v2"
+    img, rows, status = _handler(blocks, "heatmap")(["all-minilm-l6-v2", unfetched_card], 60)
+    assert (img, rows) == (None, []) and "not available offline" in status and unfetched_card in status
+    stitched = _handler(blocks, "stitch")(unfetched_card, "all-minilm-l6-v2", 60)
+    assert "not available offline" in stitched and unfetched_card in stitched
+    with pytest.raises(zdemo.ZooError, match="not available offline"):
+        app.stitch("all-minilm-l6-v2", unfetched_card)
 
 
 def test_user_files_join_the_gallery(app, search, tmp_path):
@@ -150,6 +217,29 @@ def test_user_files_join_the_gallery(app, search, tmp_path):
     with pytest.raises(ValueError, match="not accepted"):
         app.add_files("zoo-bind-mini", [str(page)])
     assert not any(p.suffix == ".html" for p in app.gallery.user_dir.iterdir())
+
+
+def test_adding_files_with_a_bad_third_one_names_it_and_adds_the_others(app, blocks, search, tmp_path):
+    """Not all-or-nothing: the good files are added, the bad one is named by its upload name."""
+    first, second = tmp_path / "harbour.txt", tmp_path / "orchard.md"
+    first.write_text("Fishing boats moored in a quiet harbour at dawn.", encoding="utf-8")
+    second.write_text("Apple trees heavy with fruit in an autumn orchard.", encoding="utf-8")
+    bad = tmp_path / "holiday snap.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 50)
+    noise = tmp_path / "noise.wav"
+    noise.write_bytes(b"RIFF....WAVEfmt nonsense")
+    with pytest.raises(zdemo.FilesRefused) as refused:
+        app.add_files("zoo-bind-mini", [str(first), str(second), str(bad)])
+    assert [it.title for it in refused.value.added] == ["harbour.txt", "orchard.md"]
+    assert [n for n, _ in refused.value.refused] == ["holiday snap.png"]
+    assert "holiday snap.png" in str(refused.value) and "input[0]" not in str(refused.value)
+    titles = {it.title for it in app.gallery.items()}
+    assert {"harbour.txt", "orchard.md"} <= titles and "holiday snap.png" not in titles
+    assert _top(search, text="boats in a harbour")[0] == "harbour.txt"
+    note = _handler(blocks, "add_files")("zoo-bind-mini", [str(first), str(noise), str(second)])
+    assert "added: harbour.txt, orchard.md" in note and "noise.wav" in note and "input[0]" not in note
+    _assert_no_paths(app, note)
+    assert not any("noise" in p.name or "holiday" in p.name for p in app.gallery.user_dir.iterdir())
 
 
 def _count_embeds(app: DemoApp, monkeypatch) -> list[tuple[str, int]]:
@@ -209,6 +299,68 @@ def test_cards_filters_and_details(app):
     md, sources, parity, snippet = app.card_details("clip-vit-l-14-openai")
     assert "clip-vit-l-14-openai" in md and "revision `" in sources and parity
     assert snippet.strip().endswith('zoo.load("clip-vit-l-14-openai")')
+
+
+def test_cards_tab_opens_the_preselected_card_with_its_evidence_once(app, blocks):
+    pick = _component(blocks, "cards-pick")
+    first = app.card_rows()[0][0]
+    assert pick.value == first
+    body = _component(blocks, "cards-markdown").value
+    evidence = _component(blocks, "cards-parity").value
+    assert f"# {first}" in body and "## Usage" in body
+    assert _component(blocks, "cards-snippet").value.strip().endswith(f'zoo.load("{first}")')
+    card = zdemo.registry.card(first)
+    assert card.parity and card.examples
+    parity_line = card.parity.strip().splitlines()[0]
+    shown = body + evidence + _component(blocks, "cards-sources").value
+    assert shown.count(parity_line) == 1 and shown.count("Parity") == 1
+    assert shown.count(card.examples[0].title) == 1
+    md, sources, evidence_md, _ = app.card_details("clip-vit-b-32-openai")
+    parity = zdemo.registry.card("clip-vit-b-32-openai").parity.strip().splitlines()[0]
+    assert (md + sources + evidence_md).count(parity) == 1 and "Parity" not in md
+
+
+def test_launch_binds_loopback_unless_told_and_honours_the_environment(app, monkeypatch, caplog):
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+    assert zdemo.server_address() == ("127.0.0.1", 7860)
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "8123")
+    assert zdemo.server_address() == ("0.0.0.0", 8123)
+    assert zdemo.server_address("127.0.0.1", 9000) == ("127.0.0.1", 9000)  # explicit arguments win
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "eighty")
+    with pytest.raises(zdemo.ZooError, match="GRADIO_SERVER_PORT"):
+        zdemo.server_address()
+    assert zdemo.launch_options(app, "0.0.0.0")["server_name"] == "0.0.0.0"
+    assert zdemo.launch_options(app)["server_name"] == "127.0.0.1"
+    assert all(zdemo.is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"))
+    assert not any(zdemo.is_loopback(h) for h in ("0.0.0.0", "192.168.1.5", "::", "zoo.example.org"))
+
+    launched = []
+
+    class FakeBlocks:
+        def launch(self, **kwargs):
+            launched.append(kwargs)
+
+    monkeypatch.setattr(zdemo, "build_demo", lambda _app: FakeBlocks())
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "8123")
+    with caplog.at_level("WARNING", logger="zoo.demo"):
+        zdemo.launch(cache_dir=app.cache_dir)  # host and port from the environment
+        zdemo.launch(host="127.0.0.1", port=9001, cache_dir=app.cache_dir)
+    assert [(k["server_name"], k["server_port"]) for k in launched] == [("0.0.0.0", 8123), ("127.0.0.1", 9001)]
+    assert all(k["share"] is False for k in launched)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "zoo.demo"]
+    assert len(warnings) == 1 and "no authentication" in warnings[0] and "0.0.0.0:8123" in warnings[0]
+    assert "\n" not in warnings[0]
+    params = inspect.signature(zdemo.launch).parameters
+    assert {"port", "model", "host", "cache_dir", "prevent_thread_lock"} <= set(params)
+
+
+def test_every_event_has_a_name_of_its_own(blocks):
+    names = [f.api_name for f in blocks.fns.values()]
+    assert len(names) == len(set(names)) and not any(re.search(r"_\d+$", n) for n in names), names
+    public = {f.api_name for f in blocks.fns.values() if f.api_visibility == "public"}
+    assert public == set(zdemo.API_ENDPOINTS)
 
 
 def test_spaces_heatmap_and_stitch(app):

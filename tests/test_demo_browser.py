@@ -9,6 +9,7 @@ vectors, like a restarted demo.
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import time
@@ -36,8 +37,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+UNFETCHED = "unfetched-clip"
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def unfetched_card():
+    """A registered hub text model whose weights are on no machine (its repository does not exist)."""
+    import dataclasses
+
+    from zoo import registry
+    from zoo.modelcard import Source
+
+    base = registry.card("clip-vit-l-14-openai")
+    card = dataclasses.replace(base, name=UNFETCHED, space=UNFETCHED, path="",
+                               sources=(Source(kind="hub", repo="nobody/unfetched-clip", revision="0" * 40),))
+    registry.register(card)
+    yield card.name
+    registry.unregister(card.name)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, unfetched_card):
     """(base url, app): the demo launched on 127.0.0.1 in a background thread, closed at the end."""
     import httpx
     from gradio_client import Client
@@ -136,6 +156,60 @@ def test_browser_cards_filter_to_audio_and_open_one(page, server, artifacts):
     page.screenshot(path=artifacts / "04-card-open.png", full_page=True)
 
 
+def test_browser_empty_query_clears_the_results_and_says_what_to_do(page, server, artifacts):
+    page.goto(server[0])
+    page.locator("#search-status").get_by_text("gallery items indexed").wait_for()
+    _text_search(page, "a cat")
+    sync_api.expect(page.locator("#search-note")).to_contain_text("best: chelsea", timeout=STEP_TIMEOUT_MS)
+    _text_search(page, "")
+    sync_api.expect(page.locator("#search-note")).to_contain_text("Type a text, or upload an image",
+                                                                  timeout=STEP_TIMEOUT_MS)
+    sync_api.expect(page.locator("#search-table")).not_to_contain_text("chelsea")
+    sync_api.expect(page.locator("#search-results img")).to_have_count(0)
+    page.screenshot(path=artifacts / "08-search-empty-query.png", full_page=True)
+
+
+def test_browser_cards_tab_shows_the_preselected_card_and_its_evidence_once(page, server, artifacts):
+    from zoo import registry
+
+    page.goto(server[0])
+    page.get_by_role("tab", name="Cards").click()
+    name = page.locator("#cards-pick input").input_value()
+    assert name == DemoApp.card_rows()[0][0]
+    sync_api.expect(page.locator("#cards-markdown")).to_contain_text(name, timeout=STEP_TIMEOUT_MS)
+    sync_api.expect(page.locator("#cards-markdown")).to_contain_text("Usage")
+    sync_api.expect(page.locator("#cards-parity")).to_contain_text("Parity")
+    sync_api.expect(page.locator("#cards-markdown")).not_to_contain_text("Parity")
+    parity = re.sub(r"[`*_]", "", registry.card(name).parity.strip().splitlines()[0])[:50]  # as rendered
+    shown = "".join(page.locator(f"#cards-{part}").inner_text() for part in ("markdown", "sources", "parity"))
+    assert shown.count(parity) == 1 and shown.count("Parity") == 1, parity
+    page.screenshot(path=artifacts / "09-cards-preselected.png", full_page=True)
+
+
+def test_browser_spaces_say_why_a_hub_only_model_cannot_run(page, server, artifacts):
+    label = f"{UNFETCHED} (weights not offline)"
+    page.goto(server[0])
+    page.get_by_role("tab", name="Spaces").click()
+    page.locator("#spaces-models").get_by_label("paraphrase-minilm-l3-v2").uncheck()
+    page.locator("#heatmap-button").click()  # one model: the reason is written beside the button
+    sync_api.expect(page.locator("#heatmap-status")).to_contain_text("choose at least two models",
+                                                                     timeout=STEP_TIMEOUT_MS)
+    page.locator("#spaces-models").get_by_label(label).check()
+    page.locator("#heatmap-button").click()
+    status = page.locator("#heatmap-status")
+    sync_api.expect(status).to_contain_text(f"{UNFETCHED}: weights not available offline", timeout=STEP_TIMEOUT_MS)
+    sync_api.expect(status).to_be_visible()
+    box = page.locator("#stitch-a input")
+    box.click()
+    box.fill(UNFETCHED)
+    page.get_by_role("option", name=label, exact=True).click()
+    page.locator("#stitch-button").click()
+    sync_api.expect(page.locator("#stitch-status")).to_contain_text(f"{UNFETCHED}: weights not available offline",
+                                                                    timeout=STEP_TIMEOUT_MS)
+    sync_api.expect(page.locator(".toast-body")).to_have_count(0)  # no error toast, the message is on the page
+    page.screenshot(path=artifacts / "10-spaces-hub-only-model.png", full_page=True)
+
+
 def test_gallery_is_served_by_token_and_no_file_by_path(server):
     import httpx
 
@@ -188,6 +262,7 @@ def test_concurrent_searches_match_serial_ones(server):
 def test_screenshots_were_written(artifacts):
     shots = sorted(p.name for p in artifacts.glob("*.png"))
     assert shots == ["01-search-ready.png", "02-search-a-cat.png", "03-cards-audio.png", "04-card-open.png",
-                     "05-search-coffee-photo.png", "06-search-donut.png", "07-search-spoken-paraphrase.png"]
+                     "05-search-coffee-photo.png", "06-search-donut.png", "07-search-spoken-paraphrase.png",
+                     "08-search-empty-query.png", "09-cards-preselected.png", "10-spaces-hub-only-model.png"]
     keep = Path("/tmp/zoo-demo-screenshots")  # a stable copy for people reading the test log
     shutil.copytree(artifacts, keep, dirs_exist_ok=True)

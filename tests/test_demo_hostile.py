@@ -219,6 +219,30 @@ def test_error_messages_show_no_server_paths(server, tmp_path):
         assert p not in text
 
 
+def _upload(url: str, files: dict[str, bytes]) -> list[dict]:
+    """Upload files as the browser does; their FileData, for an API call."""
+    r = httpx.post(f"{url}/gradio_api/upload", files=[("files", (n, data)) for n, data in files.items()], timeout=60)
+    r.raise_for_status()
+    return [{"path": path, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+            for path, name in zip(r.json(), files, strict=True)]
+
+
+def test_adding_uploads_with_a_bad_one_names_it_by_its_upload_name(server):
+    url, app = server
+    files = _upload(url, {"tide table.txt": b"High tide at noon, low tide at six in the evening.",
+                          "garden.md": b"Tomatoes ripening along the garden fence.",
+                          "my broken photo.png": b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 50})
+    status, stream = _call(url, "add_files", ["zoo-bind-mini", files])
+    assert status == 200 and "event: complete" in stream, stream[:500]
+    note = json.loads(_events(stream)[-1][1])[0]
+    assert "added: tide table.txt, garden.md" in note, note
+    assert "my broken photo.png" in note and "input[0]" not in note, note
+    for p in _server_paths(app) + [str(app.temp_dir)]:
+        assert p not in stream
+    titles = {it.title for it in app.gallery.items()}
+    assert {"tide table.txt", "garden.md"} <= titles and "my broken photo.png" not in titles
+
+
 # ---------------------------------------------------------------------------------------------- 2. no SSRF
 def _ssrf_probes(port: int) -> list[str]:
     targets = [f"http://127.0.0.1:{port}/secret.png", f"http://localhost:{port}/secret.png",
@@ -290,6 +314,20 @@ def _assert_refused(status: int, text: str, what) -> None:
 def test_search_api_refuses_wrong_types(server, data):
     url, _ = server
     _assert_refused(*_call(url, "search", data), data)
+
+
+def test_api_endpoints_are_named(server):
+    """Every public event has the name it was given (no generated ``prepare_1``), with these inputs."""
+    url, _ = server
+    assert _api_names(url) == {
+        "search": ["model", "text", "image", "audio", "shape"],
+        "prepare": ["model"],
+        "add_files": ["model", "files"],
+        "filter_cards": ["modality", "licence", "offline", "max_params", "dim", "text", "evidence"],
+        "show_card": ["name"],
+        "heatmap": ["models", "sentences"],
+        "stitch": ["model_a", "model_b", "anchors"],
+    }
 
 
 def test_every_api_refuses_wrong_types(server):

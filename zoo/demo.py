@@ -11,20 +11,27 @@ Three tabs, all offline:
   an image, a sound or a 3D file (several are averaged); results show thumbnails, players, a 3D
   preview, scores and the experts that made the item's vector (``embed(...).info["experts"]`` /
   ``["expert_weights"]`` of binding composites). Users may add their own files. Models whose
-  weights are not on this machine are listed, and say so instead of failing.
+  weights are not on this machine are listed with a "(weights not offline)" label, and say so instead of
+  failing.
 - **Cards**: every registered card, filtered by modality, licence, offline readiness, size and
   width, with free-text search, the rendered card, its sources and a ``zoo.load`` snippet.
 - **Spaces**: the compatibility heatmap (:mod:`zoo.compat`) of chosen text models over standard
-  library sentences, and a stitch explorer (:func:`zoo.stitch`) with held-out recall@1.
+  library sentences, and a stitch explorer (:func:`zoo.stitch`) with held-out recall@1. Hub-only models carry
+  the same label as on the Search tab, and choosing one says why it cannot run.
 
-Safety: the app binds 127.0.0.1 and never shares; uploads are capped (``MAX_FILE_SIZE``), limited
-to the media types a tab needs (no SVG or HTML) and decoded by the zoo's safe loaders; there are
+Every action writes what went wrong into a Markdown status beside it (the search note, the add-files note, the
+heatmap status, the stitch result), so the message stays on the page; API callers get the same text in that
+output (the event completes, with emptied results). The public API endpoints are named (:data:`API_ENDPOINTS`).
+
+Safety: the app binds 127.0.0.1 unless told otherwise (``launch(host=...)``, ``GRADIO_SERVER_NAME``; any other
+address logs a warning: the demo has no authentication) and never shares; uploads are capped (``MAX_FILE_SIZE``),
+limited to the media types a tab needs (no SVG or HTML) and decoded by the zoo's safe loaders; there are
 no URL inputs, and :class:`RequestGuard` refuses ``file=<URL>`` and ``proxy=`` routes (the server fetches
 nothing on anyone's behalf) and type-checks every API input (422 naming the input); gallery media reach the
 browser as ``/zoo-media/<token>`` URLs (an opaque token per file, served by :class:`RequestGuard`), never as
 server paths, and no folder is served by path; the gallery's manifests hold names relative to the gallery
-folder; Gradio's temp folder (uploads) lives under the app's cache; errors reach the user as ``gr.Error`` without
-server paths and leave the app working; the queue is bounded and each model embeds one request at a time.
+folder; Gradio's temp folder (uploads) lives under the app's cache; errors reach the user without server paths
+and leave the app working; the queue is bounded and each model embeds one request at a time.
 
 :class:`DemoApp` holds the logic (testable without Gradio's server); :func:`build_demo` wires it
 into a ``gr.Blocks``; :func:`launch` starts it.
@@ -34,7 +41,9 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import ipaddress
 import json
+import logging
 import os
 import re
 import shutil
@@ -49,6 +58,8 @@ import numpy as np
 
 from zoo import registry
 from zoo.errors import ZooError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "zoo-bind-mini"
 DEFAULT_PORT = 7860
@@ -67,6 +78,17 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
 SHAPE_SUFFIXES = (".glb", ".obj", ".stl", ".ply")
 TEXT_SUFFIXES = (".txt", ".py", ".md")
 KIND_MODALITY = {"image": "image", "audio": "audio", "shape": "points", "code": "code", "text": "text"}
+NOT_OFFLINE = " (weights not offline)"  # the label of a model whose weights are not on this machine
+#: The public API endpoints of the demo and their inputs (every other event is private).
+API_ENDPOINTS = {
+    "search": ("model", "text", "image", "audio", "shape"),
+    "prepare": ("model",),
+    "add_files": ("model", "files"),
+    "filter_cards": ("modality", "licence", "offline", "max_params", "dim", "text", "evidence"),
+    "show_card": ("name",),
+    "heatmap": ("models", "sentences"),
+    "stitch": ("model_a", "model_b", "anchors"),
+}
 
 #: Standard-library functions whose source (code items) and docstring (text items) join the gallery.
 STDLIB_FUNCTIONS = (
@@ -345,7 +367,12 @@ class Gallery:
         thumb = str(dest) if kind == "image" else ""
         if kind == "audio":
             thumb = str(self.user_dir / f"{digest}.png")
-            _waveform_thumb(dest, Path(thumb), src.name)
+            try:
+                _waveform_thumb(dest, Path(thumb), src.name)
+            except Exception:  # an undecodable sound leaves no copy behind
+                dest.unlink(missing_ok=True)
+                Path(thumb).unlink(missing_ok=True)
+                raise
         return Item(item_id, kind, src.name, path=str(dest), thumb=thumb)
 
     def remember(self, item: Item) -> None:
@@ -557,32 +584,49 @@ class DemoApp:
         return found[:k], query_experts
 
     def add_files(self, name: str, paths: Sequence[str]) -> list[Item]:
-        """Add uploads to the gallery after embedding them (so undecodable files are refused, not stored)."""
-        added = []
-        for path in paths:
-            item = self.gallery.add_user_file(Path(path))
-            if item.modality not in registry.card(name).modalities:
-                self._forget_file(item)
-                raise ValueError(f"{name} does not embed {item.modality} (it embeds "
-                                 f"{', '.join(registry.card(name).modalities)})")
-            items, coll = self.index(name)
+        """Add uploads to the gallery after embedding them (so undecodable files are refused, not stored).
+
+        Not all-or-nothing: each file is added or refused on its own. The good files are added even when others
+        are refused; then :class:`FilesRefused` is raised, naming each refused file by its upload name (the file
+        name of ``path``) with the reason, and holding the added items (``.added``). A model whose weights are
+        not here refuses the whole call before any file is copied.
+        """
+        if reason := self.unavailable_reason(name):
+            raise ZooError(reason)
+        modalities = registry.card(name).modalities
+        items, coll = self.index(name)
+        stored = set(items)  # a copy: other requests may be reading the index's dict
+        added: list[Item] = []
+        refused: list[tuple[str, str]] = []
+        for path in map(Path, paths):
+            item = None
             try:
+                modality = KIND_MODALITY[_kind_of_suffix(path.suffix.lower())]
+                if modality not in modalities:
+                    raise ValueError(f"{name} does not embed {modality} (it embeds {', '.join(modalities)})")
+                item = self.gallery.add_user_file(path)
                 with self.model_lock(name):
-                    if item.content_key() not in items:  # the same file added twice is stored once
+                    if item.content_key() not in stored:  # the same file added twice is stored once
                         self._add_rows(name, coll, [(item.content_key(), item)])
-            except (ZooError, ValueError, OSError):
-                self._forget_file(item)
-                raise
+                        stored.add(item.content_key())
+            except Exception as exc:  # a file that cannot be read is refused, whatever its decoder raised
+                if item is not None:
+                    self._forget_file(item)
+                refused.append((path.name, _file_reason(exc, path, item)))
+                continue
             self.gallery.remember(item)
             added.append(item)
         with self._guard:
             self._indexes.clear()  # every model re-reads the gallery; the store and the cache keep it fast
+        if refused:
+            raise FilesRefused(added, refused)
         return added
 
-    @staticmethod
-    def _forget_file(item: Item) -> None:
-        if item.path:
-            Path(item.path).unlink(missing_ok=True)
+    def _forget_file(self, item: Item) -> None:
+        """Remove the gallery copy of a refused upload (unless an item already in the gallery uses the same file)."""
+        kept = {f for it in self.gallery.items() for f in (it.path, it.thumb) if f}
+        for file in {item.path, item.thumb} - {""} - kept:
+            Path(file).unlink(missing_ok=True)
 
     # -- cards
     @staticmethod
@@ -615,12 +659,14 @@ class DemoApp:
 
     @staticmethod
     def card_details(name: str) -> tuple[str, str, str, str]:
-        """(rendered card, sources with pinned revisions, parity text, load snippet)."""
+        """(rendered card, sources with pinned revisions, parity and evidence text, load snippet). The rendered
+        card leaves out its published examples and parity sections: the evidence text shows them (once)."""
         c = registry.card(name)
         sources = "\n".join(f"- {s.describe()}" + (f" (revision `{s.revision}`)" if s.revision else "")
                             for s in c.sources)
         offline = "offline-ready" if c.offline_ready else f"not offline-ready: {c.offline_note or 'hub weights'}"
-        return (_for_gradio(c.to_markdown()), f"{sources}\n\n*{offline}*", _for_gradio(evidence_text(c)),
+        body = _without_sections(c.to_markdown(), ("Published examples", "Parity"))
+        return (_for_gradio(body), f"{sources}\n\n*{offline}*", _for_gradio(evidence_text(c)),
                 f'import zoo\n\nmodel = zoo.load("{c.name}")\n')
 
     # -- spaces
@@ -629,6 +675,7 @@ class DemoApp:
 
         if len(models) < 2:
             raise ValueError("choose at least two models")
+        self._require_available(models)
         embedders = [self.model(m) for m in models]
         sentences = stdlib_sentences(n_sentences)
         with _locks_of(self, models):
@@ -646,6 +693,7 @@ class DemoApp:
 
         if model_a == model_b:
             raise ValueError("pick two different models")
+        self._require_available([model_a, model_b])
         sentences = stdlib_sentences()
         if not 8 <= n_anchors <= len(sentences) - 8:
             raise ValueError(f"anchors must be between 8 and {len(sentences) - 8}")
@@ -656,6 +704,34 @@ class DemoApp:
         with _locks_of(self, [model_a, model_b]):
             fitted = stitch(a, b, anchors, test=test, modality="text", register=False)
         return {"anchors": len(anchors), "held_out": len(test), **dict(fitted.quality or {})}
+
+    def _require_available(self, names: Sequence[str]) -> None:
+        """Raise ZooError naming every model whose weights are not on this machine, before any model loads."""
+        reasons = [r for r in dict.fromkeys(self.unavailable_reason(n) for n in names) if r]
+        if reasons:
+            raise ZooError(" ".join(reasons))
+
+
+class FilesRefused(ValueError):
+    """Some uploads of :meth:`DemoApp.add_files` were refused (the others were added: ``added``). ``refused``
+    holds (upload name, reason) pairs; the message names each refused file."""
+
+    def __init__(self, added: list[Item], refused: list[tuple[str, str]]):
+        self.added, self.refused = added, refused
+        super().__init__("not added: " + "; ".join(f"{n} ({why})" for n, why in refused))
+
+
+def _file_reason(exc: Exception, path: Path, item: Item | None) -> str:
+    """Why an upload was refused, in words about that file: no server path, no ``input[0]`` (the file was the
+    only input of its embed call), its gallery copy called by the upload's name."""
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+    copies = [str(path)] + ([item.path, Path(item.path).name] if item is not None and item.path else [])
+    for copy in copies:  # the gallery copy's path and name (a digest and the stem) read as the upload's name
+        text = text.replace(copy, path.name)
+    text = re.sub(r"^(?:\S+: )?input\[0\]: ", "", text)
+    if not isinstance(exc, (ZooError, ValueError, OSError)):
+        text = f"cannot read it: {text}" if text != type(exc).__name__ else f"cannot read it ({text})"
+    return _without_paths(text)
 
 
 PARAM_BUCKETS = {"any": None, "<= 50M": 50e6, "<= 150M": 150e6, "<= 1B": 1e9, "<= 10B": 10e9}
@@ -674,6 +750,17 @@ class _locks_of:
     def __exit__(self, *exc):
         for lock in reversed(self.locks):
             lock.release()
+
+
+def _without_sections(markdown: str, titles: Sequence[str]) -> str:
+    """``markdown`` without its ``## <title>`` sections (each up to the next ``## `` heading)."""
+    out, skipping = [], False
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            skipping = line[3:].strip() in titles
+        if not skipping:
+            out.append(line)
+    return "\n".join(out).rstrip() + "\n"
 
 
 def _for_gradio(markdown: str) -> str:
@@ -738,40 +825,64 @@ def _without_paths(message: str) -> str:
     return _ABS_PATH.sub(lambda m: m.group(1) or "(a folder)", message)
 
 
-def _user_error(exc: Exception):
-    import gradio as gr
-
+def _user_message(exc: Exception) -> str:
+    """The text of a refusal for the browser: no server path, no traceback."""
     if isinstance(exc, OSError) and exc.strerror:  # its str() names the full path
         name = Path(exc.filename).name if exc.filename else ""
-        return gr.Error(f"{exc.strerror}: {name}" if name else exc.strerror)
-    return gr.Error(_without_paths(str(exc)) or type(exc).__name__)
+        return f"{exc.strerror}: {name}" if name else exc.strerror
+    return _without_paths(str(exc)) or type(exc).__name__
 
 
-def _guarded(fn: Callable) -> Callable:
-    """Turn the zoo's and the app's refusals into gr.Error; anything else becomes a short generic message."""
+def _status(message: str) -> str:
+    """A message for an action's Markdown status."""
+    return f"**Error:** {message}"
+
+
+def _guarded(fn: Callable | None = None, *, on_error: Callable[[str], Any] | None = None) -> Callable:
+    """Turn the zoo's and the app's refusals into a message without server paths; anything else becomes a short
+    generic message (its traceback goes to the server log). With ``on_error`` the handler returns
+    ``on_error(message)`` (its outputs, the message in the action's Markdown status, so it stays on the page);
+    without, the message is raised as gr.Error."""
     import functools
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        import gradio as gr
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            import gradio as gr
 
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except (ZooError, ValueError, OSError) as exc:
-            raise _user_error(exc) from exc
-        except Exception as exc:  # never leak a traceback to the page; the next request still works
-            raise gr.Error(f"internal error ({type(exc).__name__}); see the server log") from exc
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error as exc:
+                if on_error is None:
+                    raise
+                message = _without_paths(str(exc.message))
+            except (ZooError, ValueError, OSError) as exc:
+                message = _user_message(exc)
+            except Exception as exc:  # never leak a traceback to the page; the next request still works
+                log.exception("demo: %s failed", fn.__name__)
+                message = f"internal error ({type(exc).__name__}); see the server log"
+            if on_error is None:
+                raise gr.Error(message)
+            return on_error(message)
 
-    return wrapper
+        return wrapper
+
+    return decorate if fn is None else decorate(fn)
 
 
-def model_choices() -> list[tuple[str, str]]:
+def model_choices(names: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """(label, name) of each model (default: every registered one); a model whose weights are not on this machine
+    (:func:`zoo.sources.availability`, names only: nothing is hashed) is labelled "NAME (weights not offline)"."""
+    from zoo.sources import availability
+
     out = []
-    for name in registry.list_models():
+    for name in registry.list_models() if names is None else names:
         c = registry.card(name)
-        out.append((name if c.offline_ready else f"{name} (weights not offline)", name))
+        try:
+            here = availability(c).present
+        except ZooError:
+            here = False
+        out.append((name if here else f"{name}{NOT_OFFLINE}", name))
     return out
 
 
@@ -826,13 +937,27 @@ def _linked(component):
     return component
 
 
+def _no_results(message: str) -> tuple:
+    """The search outputs emptied, with ``message`` in the search note (old results do not stay on the page)."""
+    return [], [], None, None, "", message
+
+
+def _unavailable_message(app: DemoApp, names: Sequence[str]) -> str | None:
+    """The Spaces tab's status when chosen models have no weights here (None: all are here)."""
+    reasons = [r for r in dict.fromkeys(app.unavailable_reason(n) for n in names if n) if r]
+    if not reasons:
+        return None
+    return (" ".join(f"**{r}**" for r in reasons) + f" Choose models without the \u201c{NOT_OFFLINE.strip()}\u201d "
+            "label, or fetch the weights first (`zoo fetch NAME`).")
+
+
 def build_demo(app: DemoApp | None = None):
-    """The gr.Blocks of the demo (not launched)."""
+    """The gr.Blocks of the demo (not launched). Its public API endpoints are :data:`API_ENDPOINTS`."""
     app = app or DemoApp()
     configure_environment(app.cache_dir)
     import gradio as gr
 
-    @_guarded
+    @_guarded(on_error=lambda m: (_status(m), []))
     def prepare(model, request: gr.Request = None, progress=gr.Progress()):  # noqa: B008 (Gradio's progress protocol)
         reason = app.unavailable_reason(model)
         if reason:
@@ -842,39 +967,51 @@ def build_demo(app: DemoApp | None = None):
         return f"{len(items)} gallery items indexed with **{model}**.", [(link(it.thumb), it.title)
                                                                           for it in items.values() if it.thumb]
 
-    @_guarded
+    @_guarded(on_error=lambda m: _no_results(_status(m)))
     def search(model, text, image, audio, shape, request: gr.Request = None):
+        if not (text and text.strip()) and not (image or audio or shape):
+            return _no_results("Type a text, or upload an image, a sound or a 3D file, then press **Search**.")
         hits, query_experts = app.search(model, text=text, image=image, audio=audio, shape=shape)
         return _result_outputs(hits, query_experts, _linker(app, request))
 
-    @_guarded
-    def add(model, files):
+    @_guarded(on_error=_status)
+    def add_files(model, files):
         if not files:
             raise ValueError("choose one or more files to add")
-        added = app.add_files(model, [getattr(f, "name", f) for f in files])
+        try:
+            added = app.add_files(model, [getattr(f, "name", f) for f in files])
+        except FilesRefused as exc:
+            done = ["added: " + ", ".join(it.title for it in exc.added)] if exc.added else []
+            return "\n\n".join([*done, _status(_without_paths(str(exc)))])
         return "added: " + ", ".join(it.title for it in added)
 
     @_guarded
     def filter_cards(modality, licence, offline, max_params, dim, text, evidence):
-        rows = app.card_rows(modality, licence, offline, max_params, dim, text, evidence)
+        rows = app.card_rows(modality, licence, offline, max_params, dim, text or "", evidence)
         names = [r[0] for r in rows]
         return rows, gr.update(choices=names, value=names[0] if names else None)
 
-    @_guarded
+    @_guarded(on_error=lambda m: (_status(m), "", "", ""))
     def show_card(name):
         if not name:
             return "", "", "", ""
         return app.card_details(name)
 
-    @_guarded
-    def heatmap(models, n, request: gr.Request = None):
-        png, rows = app.heatmap(list(models or []), int(n))
-        return _linker(app, request)(png), rows
+    @_guarded(on_error=lambda m: (None, [], _status(m)))
+    def heatmap(models, sentences, request: gr.Request = None):
+        models = list(models or [])
+        if len(models) >= 2 and (why := _unavailable_message(app, models)):
+            return None, [], why
+        n = int(sentences or 120)
+        png, rows = app.heatmap(models, n)
+        return _linker(app, request)(png), rows, f"{len(models)} models over {n} standard-library sentences."
 
-    @_guarded
-    def stitch(a, b, n):
-        q = app.stitch(a, b, int(n))
-        lines = [f"**{a} -> {b}**: Procrustes stitch on {q['anchors']} anchor sentences, "
+    @_guarded(on_error=_status)
+    def stitch(model_a, model_b, anchors):
+        if model_a != model_b and (why := _unavailable_message(app, [model_a, model_b])):
+            return why
+        q = app.stitch(model_a, model_b, int(anchors or 80))
+        lines = [f"**{model_a} -> {model_b}**: Procrustes stitch on {q['anchors']} anchor sentences, "
                  f"{q['held_out']} held out.", ""]
         lines += [f"- {k}: {v:.3f}" for k, v in q.items() if isinstance(v, float)]
         return "\n".join(lines)
@@ -885,6 +1022,9 @@ def build_demo(app: DemoApp | None = None):
     cards = [registry.card(n) for n in registry.list_models()]
     text_models = [c.name for c in cards if "text" in c.modalities]
     offline_text = [n for n in ("all-minilm-l6-v2", "paraphrase-minilm-l3-v2") if n in text_models]
+    text_choices = model_choices(text_models)
+    first_card = next(iter(app.card_rows()), [None])[0]
+    first_details = app.card_details(first_card) if first_card else ("", "", "", "")
     from zoo.modelcard import EVIDENCE, MODALITIES
 
     with gr.Blocks(title="embedding-zoo demo") as demo:
@@ -910,20 +1050,20 @@ def build_demo(app: DemoApp | None = None):
                 best_text = gr.Code(label="Best text or code hit", language="python", interactive=False)
             with gr.Accordion("Add your own files to the gallery", open=False):
                 uploads = gr.File(file_count="multiple", label="images, sounds, 3D files, .txt/.py/.md",
-                                  file_types=list(IMAGE_SUFFIXES + AUDIO_SUFFIXES + SHAPE_SUFFIXES + TEXT_SUFFIXES))
-                add_btn = gr.Button("Add to gallery")
-                add_note = gr.Markdown()
+                                  file_types=list(IMAGE_SUFFIXES + AUDIO_SUFFIXES + SHAPE_SUFFIXES + TEXT_SUFFIXES),
+                                  elem_id="add-files")
+                add_btn = gr.Button("Add to gallery", elem_id="add-button")
+                add_note = gr.Markdown(elem_id="add-status")
             with gr.Accordion("The whole gallery", open=False):
                 everything = gr.Gallery(columns=8, height=360, show_label=False)
             outputs = [results, table, best_audio, best_shape, best_text, note]
-            go.click(search, [model, q_text, q_image, q_audio, q_shape], outputs, api_name="search",
-                     concurrency_limit=SEARCH_CONCURRENCY, concurrency_id="search")
-            q_text.submit(search, [model, q_text, q_image, q_audio, q_shape], outputs, api_visibility="private",
-                          concurrency_id="search")
-            add_btn.click(add, [model, uploads], add_note, concurrency_id="search").then(
-                prepare, model, [status, everything], concurrency_id="search")
-            model.change(prepare, model, [status, everything], concurrency_id="search")
-            demo.load(prepare, model, [status, everything], concurrency_id="search")
+            gr.on([go.click, q_text.submit], search, [model, q_text, q_image, q_audio, q_shape], outputs,
+                  api_name="search", concurrency_limit=SEARCH_CONCURRENCY, concurrency_id="search")
+            add_btn.click(add_files, [model, uploads], add_note, api_name="add_files", concurrency_id="search").then(
+                prepare, model, [status, everything], api_name="refresh_gallery", api_visibility="private",
+                concurrency_id="search")
+            gr.on([demo.load, model.change], prepare, model, [status, everything], api_name="prepare",
+                  concurrency_id="search")
 
         with gr.Tab("Cards", id="cards"):
             with gr.Row():
@@ -938,36 +1078,42 @@ def build_demo(app: DemoApp | None = None):
                                     elem_id="cards-evidence")
             headers = ["name", "modalities", "dim", "params", "licence", "offline", "checked by"]
             card_table = gr.Dataframe(headers=headers, value=app.card_rows(), interactive=False, elem_id="cards-table")
-            pick = gr.Dropdown([c.name for c in cards], label="Open a card", elem_id="cards-pick")
-            snippet = gr.Code(language="python", label="Load it", buttons=["copy"], elem_id="cards-snippet")
+            pick = gr.Dropdown([c.name for c in cards], value=first_card, label="Open a card", elem_id="cards-pick")
+            snippet = gr.Code(first_details[3], language="python", label="Load it", buttons=["copy"],
+                              elem_id="cards-snippet")
             with gr.Row():
-                sources = gr.Markdown(elem_id="cards-sources")
-                parity = gr.Markdown(elem_id="cards-parity")
-            card_md = gr.Markdown(elem_id="cards-markdown")
+                sources = gr.Markdown(first_details[1], elem_id="cards-sources")
+                parity = gr.Markdown(first_details[2], elem_id="cards-parity")
+            card_md = gr.Markdown(first_details[0], elem_id="cards-markdown")
             filters = [f_mod, f_lic, f_off, f_par, f_dim, f_txt, f_evi]
-            for f in filters:
-                (f.submit if f is f_txt else f.change)(filter_cards, filters, [card_table, pick])
-            pick.change(show_card, pick, [card_md, sources, parity, snippet])
+            gr.on([f.submit if f is f_txt else f.change for f in filters], filter_cards, filters, [card_table, pick],
+                  api_name="filter_cards")
+            pick.change(show_card, pick, [card_md, sources, parity, snippet], api_name="show_card")
 
         with gr.Tab("Spaces", id="spaces"):
             gr.Markdown("Compatibility of text models over standard-library docstring sentences: linear CKA, "
                         "mutual-kNN and stitched recall@1 (half the sentences anchor the stitch, half are held out).")
             with gr.Row():
-                chosen = gr.CheckboxGroup(text_models, value=offline_text, label="Text models")
+                chosen = gr.CheckboxGroup(text_choices, value=offline_text, label="Text models",
+                                          elem_id="spaces-models")
                 n_sent = gr.Slider(40, 160, value=120, step=10, label="Sentences")
-            heat_btn = gr.Button("Compute the heatmap")
+            heat_btn = gr.Button("Compute the heatmap", elem_id="heatmap-button")
+            heat_note = gr.Markdown(elem_id="heatmap-status")
             heat_img = _linked(gr.Image(label="Compatibility", interactive=False, type="filepath"))
             heat_table = gr.Dataframe(headers=["model_a", "model_b", "linear_cka", "mutual_knn", "recall@1"],
                                       interactive=False)
-            heat_btn.click(heatmap, [chosen, n_sent], [heat_img, heat_table], concurrency_limit=1)
+            heat_btn.click(heatmap, [chosen, n_sent], [heat_img, heat_table, heat_note], api_name="heatmap",
+                           concurrency_limit=1)
             gr.Markdown("### Stitch explorer")
             with gr.Row():
-                st_a = gr.Dropdown(text_models, value=offline_text[0] if offline_text else None, label="From (A)")
-                st_b = gr.Dropdown(text_models, value=offline_text[-1] if offline_text else None, label="To (B)")
+                st_a = gr.Dropdown(text_choices, value=offline_text[0] if offline_text else None, label="From (A)",
+                                   elem_id="stitch-a")
+                st_b = gr.Dropdown(text_choices, value=offline_text[-1] if offline_text else None, label="To (B)",
+                                   elem_id="stitch-b")
                 st_n = gr.Slider(16, 140, value=80, step=4, label="Anchor sentences")
-            st_btn = gr.Button("Fit the stitch")
-            st_out = gr.Markdown()
-            st_btn.click(stitch, [st_a, st_b, st_n], st_out, concurrency_limit=1)
+            st_btn = gr.Button("Fit the stitch", elem_id="stitch-button")
+            st_out = gr.Markdown(elem_id="stitch-status")
+            st_btn.click(stitch, [st_a, st_b, st_n], st_out, api_name="stitch", concurrency_limit=1)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
     app.blocks = demo  # RequestGuard checks API inputs against these events' components
     return demo
@@ -1151,23 +1297,56 @@ class RequestGuard:
         await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
 
 
-def launch_options(app: DemoApp) -> dict:
-    """Keyword arguments of ``launch``: loopback, no share link, capped uploads, no folder served by path
-    (gallery media go out as ``/zoo-media/<token>``), URL fetches refused and API inputs type-checked
-    (:class:`RequestGuard`)."""
+def launch_options(app: DemoApp, host: str = HOST) -> dict:
+    """Keyword arguments of ``launch``: bound to ``host`` (default loopback), no share link, capped uploads, no
+    folder served by path (gallery media go out as ``/zoo-media/<token>``), URL fetches refused and API inputs
+    type-checked (:class:`RequestGuard`)."""
     from starlette.middleware import Middleware
 
     manifests = [str(app.gallery_dir / "manifest.json"), str(app.gallery_dir / "user" / "manifest.json")]
-    return {"server_name": HOST, "share": False, "max_file_size": MAX_FILE_SIZE,
+    return {"server_name": host, "share": False, "max_file_size": MAX_FILE_SIZE,
             "allowed_paths": [], "blocked_paths": [str(app.gallery_dir), *manifests], "ssr_mode": False,
             "show_error": True, "app_kwargs": {"middleware": [Middleware(RequestGuard, demo_app=app)]}}
 
 
-def launch(*, port: int = DEFAULT_PORT, model: str = DEFAULT_MODEL, cache_dir: str | Path | None = None,
-           prevent_thread_lock: bool = False):
-    """Build and start the demo on 127.0.0.1:``port``."""
+def server_address(host: str | None = None, port: int | None = None) -> tuple[str, int]:
+    """Where :func:`launch` binds: the arguments given, else ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``, else
+    127.0.0.1:7860. Raises ZooError for a port that is not a number from 1 to 65535."""
+    host = host or os.environ.get("GRADIO_SERVER_NAME", "").strip() or HOST
+    if port is None:
+        raw = os.environ.get("GRADIO_SERVER_PORT", "").strip()
+        if raw and not raw.isdigit():
+            raise ZooError(f"GRADIO_SERVER_PORT must be a port number, not {raw!r}")
+        port = int(raw) if raw else DEFAULT_PORT
+    if not 0 < int(port) < 65536:
+        raise ZooError(f"the port must be from 1 to 65535, not {port}")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (localhost, 127.x.x.x, ::1)."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def launch(*, port: int | None = None, model: str = DEFAULT_MODEL, host: str | None = None,
+           cache_dir: str | Path | None = None, prevent_thread_lock: bool = False):
+    """Build and start the demo on ``host``:``port``.
+
+    ``host`` and ``port`` not given (None) come from ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`` when set, else
+    127.0.0.1 and 7860; given ones win over the environment. Any address other than loopback logs a one-line
+    warning: the demo has no authentication, so whoever reaches that address can use it.
+    """
     registry.card(model)  # unknown names fail here, with suggestions
+    host, port = server_address(host, port)
+    if not is_loopback(host):
+        log.warning("the demo has no authentication: anyone who can reach %s:%d can use it", host, port)
     app = DemoApp(cache_dir, default_model=model)
     demo = build_demo(app)
-    demo.launch(server_port=port, prevent_thread_lock=prevent_thread_lock, **launch_options(app))
+    demo.launch(server_port=port, prevent_thread_lock=prevent_thread_lock, **launch_options(app, host))
     return demo
