@@ -49,6 +49,8 @@ SUITE = (
     Bench("search", "top-10 search, zoo.store vs numpy exact",
           ("search.py",),
           ("search.py", "--sizes", "60000", "--pairs", "1", "--nprobes", "10", "--single", "5", "--flat", "2")),
+    Bench("binary_search", "binary top-10 (Hamming, then float-query rescoring) at 1M rows vs numpy exact float",
+          ("binary_search.py",), ("binary_search.py", "--quick")),
     Bench("ray_throughput", "Ray Data jobs with 1 and 2 actors vs a plain loop",
           ("ray_throughput.py", "--rounds", "3"), ("ray_throughput.py", "--quick")),
     Bench("soak", "30 min of mixed good and hostile calls from 8 threads over every offline model vs serial results",

@@ -181,3 +181,79 @@ def test_plan_of_a_glob_and_of_a_list(tmp_path):
         plan_job(f"{tmp_path}/x/*.jpg", column="text", modality=None, modalities=("image",), shard_rows=2)
     with pytest.raises(InvalidInputError, match="say which"):
         plan_job(tmp_path / "x", column="text", modality=None, modalities=("image", "text"), shard_rows=2)
+
+
+def _keyed_source(folder, texts, keys) -> None:
+    """The texts with a ``key`` column, in two files (shards span them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pa.table({"key": keys, "text": pa.array(texts, pa.string())})
+    pq.write_table(table.slice(0, 90), folder / "a.parquet", row_group_size=40)
+    pq.write_table(table.slice(90), folder / "b.parquet", row_group_size=50)
+
+
+def test_id_column_carries_the_input_ids_through_a_resumed_job(full_run, texts, tmp_path):
+    job, table = full_run
+    keys = [f"doc-{(i * 37) % N_TEXTS:04d}" for i in range(N_TEXTS)]  # unique, not in input order
+    source, out = tmp_path / "keyed", tmp_path / "out"
+    _keyed_source(source, texts, keys)
+    cache = job.output / "_cache.sqlite"  # the texts were embedded by the full run: served from its cache
+    first = embed_dataset(MODEL, source, out, shard_rows=SHARD_ROWS, actors=1, progress=False, cache=cache,
+                          id_column="key")
+    assert (first.rows, first.bad_items, first.shards) == (job.rows, job.bad_items, job.shards)
+    got = pq.read_table(out)
+    assert got.schema.field("id").type == pa.string()
+    assert got.column("id").to_pylist() == [keys[i] for i in range(N_TEXTS) if i not in BAD_ROWS]
+    by_row = dict(zip(table.column("id").to_pylist(), _vectors(table), strict=True))
+    want = np.stack([by_row[i] for i in range(N_TEXTS) if i not in BAD_ROWS])
+    assert np.abs(_vectors(got) - want).max() <= 1e-6
+    assert sorted(pq.read_table(out / "_errors").column("id").to_pylist()) == sorted(keys[i] for i in BAD_ROWS)
+
+    (out / "part-000000000128.parquet").unlink()  # as if killed before this shard; another one is altered
+    damaged = out / "part-000000000064.parquet"
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="part-000000000064"):
+        again = embed_dataset(MODEL, source, out, shard_rows=SHARD_ROWS, actors=1, progress=False, cache=cache,
+                              id_column="key")
+    assert again.shards_embedded == 2 and again.rows == job.rows
+    assert pq.read_table(out).equals(got)
+    with pytest.raises(ZooError, match="id_column"):  # the id column is part of the job
+        embed_dataset(MODEL, source, out, shard_rows=SHARD_ROWS, progress=False)
+
+
+def test_id_column_is_checked_when_the_job_is_planned(tmp_path):
+    texts = [f"text {i}" for i in range(200)]
+
+    def plan(keys, name="src", **kwargs):
+        folder = tmp_path / name
+        _keyed_source(folder, texts, keys)
+        return plan_job(folder, column="text", modality=None, modalities=("text",), shard_rows=64, **kwargs)
+
+    ints = plan(pa.array(range(1000, 1200), pa.int32()), id_column="key")
+    assert ints.describe["id_column"] == "key" and {t["id_kind"] for t in ints.tasks} == {"int"}
+    items, ids, id_type = ShardEmbedder.items_of(ints.tasks[1])  # rows 64..127 span both files
+    assert items == texts[64:128] and ids == list(range(1064, 1128)) and id_type == pa.int64()
+    assert "id_column" not in plan(list(range(200)), name="plain").describe  # as before: job files still match
+    repeated = [f"k{i}" for i in range(200)]
+    repeated[150] = "k3"
+    missing = [f"k{i}" for i in range(200)]
+    missing[120] = None
+    cases = [
+        (lambda: plan([f"k{i}" for i in range(200)], id_column="nope"), "'nope'"),
+        (lambda: plan(repeated, id_column="key"), "'k3' appears 2 times"),
+        (lambda: plan(missing, id_column="key"), "row 120"),
+        (lambda: plan([i * 0.5 for i in range(200)], id_column="key"), "strings or integers"),
+        (lambda: plan(pa.array([1 << 63] + list(range(199)), pa.uint64()), name="big", id_column="key"), "int64"),
+        (lambda: plan_job([tmp_path / "x.png"], column="text", modality="image", modalities=("image",),
+                          shard_rows=2, id_column="key"), "Parquet"),
+    ]
+    for call, message in cases:
+        with pytest.raises(InvalidInputError, match=message):
+            call()
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    pq.write_table(pa.table({"key": [1, 2], "text": ["a", "b"]}), folder / "a.parquet")
+    pq.write_table(pa.table({"key": ["3", "4"], "text": ["c", "d"]}), folder / "b.parquet")
+    with pytest.raises(InvalidInputError, match="strings in some files"):
+        plan_job(folder, column="text", modality=None, modalities=("text",), shard_rows=2, id_column="key")

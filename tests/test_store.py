@@ -1,6 +1,9 @@
-"""zoo.store: LanceDB collections of one space, exact cosine search, the IVF-PQ path, stitches, bad inputs."""
+"""zoo.store: LanceDB collections of one space, exact cosine search, the IVF-PQ path, stitches, bad inputs, and the
+space check of raw-array queries (a warning once per collection, or ``space=``)."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
@@ -155,7 +158,7 @@ def test_bad_inputs_are_refused_with_the_row_named(tmp_path):
         (lambda: coll.add(_emb(_data(3)), ["a", "b"]), "2 items for 3 vectors", None),
         (lambda: coll.add(_emb(_data(2)), ["a", 5]), "path or a text", 1),
         (lambda: coll.add(_emb(_data(2)), ["a", "b"], [{}]), "1 metadata", None),
-        (lambda: coll.add(_emb(_data(2)), ["a", "b"], [{}, {"x": object()}]), "JSON", 1),
+        (lambda: coll.add(_emb(_data(2)), ["a", "b"], [{}, {"x": object()}]), "'x'", 1),
         (lambda: coll.add(_data(2), ["a", "b"]), "Embeddings", None),
         (lambda: coll.search(_data(1, dim=8)), "dim 8", None),
         (lambda: coll.search(nan), "NaN", 1),
@@ -169,3 +172,37 @@ def test_bad_inputs_are_refused_with_the_row_named(tmp_path):
             call()
         assert info.value.index == index, message
     assert len(coll) == 4  # nothing bad was written
+
+
+def test_a_raw_array_query_warns_once_per_collection_and_space_states_its_space(tmp_path, clean_stitches):
+    x = _data(50)
+    store = VectorStore(tmp_path)
+    docs, other = store.collection("docs"), store.collection("other")
+    docs.add(_emb(x), [str(i) for i in range(50)])
+    other.add(_emb(x), [str(i) for i in range(50)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = docs.search(x[:3], k=2)
+        docs.search(x[:3], k=2)
+        store.collection("docs").search(x[3], k=2)  # the same collection object: still once
+        assert [str(w.message) for w in caught if "docs" in str(w.message)] == [str(caught[0].message)]
+        assert "could not be checked" in str(caught[0].message) and caught[0].category is UserWarning
+        assert caught[0].filename == __file__  # points at the caller
+        other.search(x[:3], k=2)
+        assert len(caught) == 2 and "'other'" in str(caught[1].message)
+        stated = VectorStore(tmp_path).collection("docs").search(x[:3], k=2, space="space-a")
+        assert len(caught) == 2  # space= makes the check: no warning
+    assert [[h.id for h in hits] for hits in stated] == [[h.id for h in hits] for hits in first]
+    with pytest.raises(SpaceMismatchError, match="space-z"):
+        docs.search(x[:1], space="space-z")
+    with pytest.raises(SpaceMismatchError, match="space-b"):
+        docs.search(_emb(x[:1]), space="space-b")  # Embeddings say otherwise
+
+    rng = np.random.default_rng(7)
+    rotation = np.linalg.qr(rng.standard_normal((DIM, DIM)))[0]
+    b = store.collection("b")
+    b.add(_emb(x @ rotation, space="space-b", model="model-b"), [str(i) for i in range(50)])
+    forward = fit_stitch(_emb(x, space="space-a"), _emb(x @ rotation, space="space-b"))
+    stitching.register_stitch(forward, "a-to-b")
+    result = b.search(x[:4], k=1, space="space-a")  # a stated space can be stitched like Embeddings
+    assert result.stitch == "a-to-b" and [hits[0].id for hits in result] == [0, 1, 2, 3]

@@ -2,9 +2,10 @@
 
 ``embed_dataset(model, source, output)`` embeds a text column of a Parquet file or folder, or a
 folder / glob / list of image, audio or point-cloud files, and writes Parquet rows of
-``id`` (the file's path relative to the source folder, or the row number) and ``vector``
-(a fixed-size list of float32). The schema metadata names the space, the model, its revision,
-a sha256 of its card and the dimension, so a reader knows which space the vectors live in.
+``id`` (the file's path relative to the source folder, the row number, or with ``id_column`` that
+input column's value) and ``vector`` (a fixed-size list of float32). The schema metadata names the
+space, the model, its revision, a sha256 of its card and the dimension, so a reader knows which
+space the vectors live in.
 
 How it is laid out, and why:
 
@@ -24,6 +25,10 @@ How it is laid out, and why:
   actors write. Ray's progress bar counts shards.
 - Items already embedded in this exact space are taken from the embedding cache
   (:class:`zoo.cache.EmbeddingCache`, ``<output>/_cache.sqlite`` by default).
+- ``id_column`` (Parquet sources) names an input column whose values become the rows' ids instead of
+  the row numbers: checked when the job is planned (present in every file, str or int values, none
+  missing, each value once in the whole job; the driver reads that one column to check it), read by the
+  actors with their shard's items, and part of the job's identity like the text column.
 - A bad item (``InvalidInputError``, ``InputTooLargeError``) does not stop the job: the batch that
   held it is embedded again item by item, and the bad ones go to the errors table
   ``<output>/_errors/`` (Parquet: ``id``, ``reason``), written before the shard's vector file.
@@ -157,33 +162,90 @@ def _parquet_footer(path: str | os.PathLike):
                                 f"{_one_line(exc)}") from exc
 
 
-def _plan_parquet(source: str | os.PathLike, column: str, shard_rows: int) -> tuple[list[dict], int]:
+def _plan_parquet(source: str | os.PathLike, column: str, shard_rows: int,
+                  id_column: str | None = None) -> tuple[list[dict], int]:
     files, offsets, total = _parquet_files(source), [], 0
     for f in files:
         meta = _parquet_footer(f)
         schema = meta.schema.to_arrow_schema()
-        if column not in schema.names:
-            raise InvalidInputError(f"{f} has no column {column!r} (its columns: {', '.join(schema.names)})")
+        for name in (column, id_column) if id_column else (column,):
+            if name not in schema.names:
+                raise InvalidInputError(f"{f} has no column {name!r} (its columns: {', '.join(schema.names)})")
         n = meta.num_rows
         offsets.append((str(f), total, total + n))
         total += n
+    id_kind = _check_id_column([f for f, _, _ in offsets], id_column) if id_column else None
     tasks = []
     for start in range(0, total, shard_rows):
         stop = min(start + shard_rows, total)
         pieces = [(f, max(start, a) - a, min(stop, b) - a) for f, a, b in offsets if a < stop and b > start]
-        tasks.append({"start": start, "pieces": pieces, "column": column})
+        task = {"start": start, "pieces": pieces, "column": column}
+        if id_column:
+            task.update(id_column=id_column, id_kind=id_kind)
+        tasks.append(task)
     return tasks, total
 
 
+def _check_id_column(files: list[str], id_column: str) -> str:
+    """Read the id column of every input file and check it: str or int values, none missing, each value once in
+    the whole job. Returns "str" or "int"."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    chunks, kinds, offset = [], set(), 0
+    for f in files:
+        try:
+            col = pq.read_table(f, columns=[id_column]).column(id_column)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise InvalidInputError(f"{f}: cannot read the id column {id_column!r} (cut short or corrupt?): "
+                                    f"{_one_line(exc)}") from exc
+        kind_type = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+        if pa.types.is_integer(kind_type):
+            kind, target = "int", pa.int64()
+        elif pa.types.is_string(kind_type) or pa.types.is_large_string(kind_type):
+            kind, target = "str", pa.string()
+        else:
+            raise InvalidInputError(f"{f}: the id column {id_column!r} holds {col.type} values; ids must be strings "
+                                    "or integers")
+        if col.null_count:
+            first = offset + int(pc.index(pc.is_null(col), True).as_py())
+            raise InvalidInputError(f"{f}: the id column {id_column!r} has {col.null_count} missing values (the "
+                                    f"first in row {first} of the job): every row needs an id")
+        try:
+            chunks.append(col.cast(target))
+        except (pa.ArrowException, ValueError) as exc:
+            raise InvalidInputError(f"{f}: the id column {id_column!r} has values that do not fit in int64: "
+                                    f"{_one_line(exc)}") from exc
+        kinds.add(kind)
+        offset += len(col)
+    if len(kinds) > 1:
+        raise InvalidInputError(f"the id column {id_column!r} holds strings in some files and integers in others")
+    ids = pa.chunked_array([c for chunk in chunks for c in chunk.chunks], type=chunks[0].type) if chunks else None
+    if ids is not None and pc.count_distinct(ids).as_py() != len(ids):
+        counts = pc.value_counts(ids)
+        repeated = counts.filter(pc.greater(counts.field("counts"), 1))
+        value, times = repeated[0]["values"].as_py(), repeated[0]["counts"].as_py()
+        raise InvalidInputError(f"the id column {id_column!r} is not unique: {value!r} appears {times} times "
+                                f"({len(repeated)} repeated value(s) in all); ids must be unique within the job")
+    return kinds.pop() if kinds else "int"
+
+
 def plan_job(source: Any, *, column: str, modality: str | None, modalities: Sequence[str], shard_rows: int,
-             suffixes: Sequence[str] | None = None) -> Plan:
-    """Cut the source into shards (input order, ``shard_rows`` items each)."""
+             suffixes: Sequence[str] | None = None, id_column: str | None = None) -> Plan:
+    """Cut the source into shards (input order, ``shard_rows`` items each); ``id_column``: see the module."""
     if shard_rows < 1:
         raise InvalidInputError(f"shard_rows must be positive, not {shard_rows}")
+    if id_column is not None and (not isinstance(id_column, str) or not id_column):
+        raise InvalidInputError(f"id_column must name a column, not {id_column!r}")
     if _is_parquet(source):
-        tasks, n = _plan_parquet(source, column, shard_rows)
+        tasks, n = _plan_parquet(source, column, shard_rows, id_column)
         describe = {"kind": "parquet", "source": str(Path(source).resolve()), "column": column}
+        if id_column:  # only when given: a job file written before id_column existed still matches
+            describe["id_column"] = id_column
         kind, modality = "parquet", modality or ("text" if "text" in modalities else None)
+    elif id_column:
+        raise InvalidInputError(f"id_column applies to Parquet sources; {source} is files, whose ids are their paths")
     else:
         modality = modality or (modalities[0] if len(modalities) == 1 else None)
         if modality is None:
@@ -205,6 +267,11 @@ def plan_job(source: Any, *, column: str, modality: str | None, modalities: Sequ
 
 def read_rows(path: str, column: str, start: int, stop: int) -> list:
     """Rows [start, stop) of one column of a Parquet file, reading only the row groups that hold them."""
+    return read_columns(path, [column], start, stop)[column]
+
+
+def read_columns(path: str, columns: Sequence[str], start: int, stop: int) -> dict[str, list]:
+    """Rows [start, stop) of some columns of a Parquet file, reading only the row groups that hold them."""
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
@@ -216,8 +283,9 @@ def read_rows(path: str, column: str, start: int, stop: int) -> list:
             groups.append(g)
         offset += n
     if not groups:
-        return []
-    return pf.read_row_groups(groups, columns=[column]).column(column).slice(start - first, stop - start).to_pylist()
+        return {c: [] for c in columns}
+    table = pf.read_row_groups(groups, columns=list(dict.fromkeys(columns))).slice(start - first, stop - start)
+    return {c: table.column(c).to_pylist() for c in columns}
 
 
 # -- the actor: one model per actor, one shard per call -----------------------------------------
@@ -303,9 +371,17 @@ class ShardEmbedder:
 
     @staticmethod
     def items_of(task: dict) -> tuple[list, list, Any]:
-        """A shard's items, their ids and the ids' Arrow type: row numbers of texts, or relative file paths."""
+        """A shard's items, their ids and the ids' Arrow type: row numbers of texts (or the values of the id
+        column), or relative file paths."""
         import pyarrow as pa
 
+        if "pieces" in task and task.get("id_column"):
+            items, ids = [], []
+            for f, a, b in task["pieces"]:
+                got = read_columns(f, [task["column"], task["id_column"]], a, b)
+                items += got[task["column"]]
+                ids += got[task["id_column"]]
+            return items, ids, pa.string() if task["id_kind"] == "str" else pa.int64()
         if "pieces" in task:
             items = [x for f, a, b in task["pieces"] for x in read_rows(f, task["column"], a, b)]
             return items, list(range(task["start"], task["start"] + len(items))), pa.int64()
@@ -610,7 +686,8 @@ def embed_dataset(model: str, source: Any, output: str | os.PathLike, *, column:
                   actors: int | None = None, cpus_per_actor: int = 1, num_cpus: int | None = None,
                   address: str | None = None, cache: bool | str | os.PathLike = True, progress: bool = True,
                   suffixes: Sequence[str] | None = None, task_instruction: str | None = None,
-                  prompt_name: str | None = None, batch_size: int | None = None) -> DatasetJob:
+                  prompt_name: str | None = None, batch_size: int | None = None,
+                  id_column: str | None = None) -> DatasetJob:
     """Embed every item of ``source`` with ``model`` into Parquet shards under ``output``.
 
     Args:
@@ -629,6 +706,8 @@ def embed_dataset(model: str, source: Any, output: str | os.PathLike, *, column:
         progress: Ray Data's progress bars.
         suffixes: file suffixes taken from a folder (default: those of the modality).
         task_instruction, prompt_name, batch_size: as in ``embed``.
+        id_column: a Parquet column (str or int values, each once in the job) whose values become the output's
+            ids (and the errors table's) instead of the row numbers; part of the job's identity.
     """
     from zoo.registry import card as get_card
 
@@ -637,7 +716,7 @@ def embed_dataset(model: str, source: Any, output: str | os.PathLike, *, column:
         raise InvalidInputError(f"embed_rows must be positive, not {embed_rows}")
     card = get_card(model)
     plan = plan_job(source, column=column, modality=modality, modalities=card.modalities, shard_rows=shard_rows,
-                    suffixes=suffixes)
+                    suffixes=suffixes, id_column=id_column)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     options = {k: v for k, v in dict(task_instruction=task_instruction, prompt_name=prompt_name,
@@ -714,7 +793,7 @@ def run_command(args: argparse.Namespace) -> int:
                         shard_rows=args.shard_rows, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
                         num_cpus=args.num_cpus, address=args.address, cache=not args.no_cache,
                         progress=not args.no_progress, task_instruction=args.instruction,
-                        prompt_name=args.prompt_name)
+                        prompt_name=args.prompt_name, id_column=getattr(args, "id_column", None))
     print(f"{job.output}: {job.rows} rows of {job.items} items in {job.shards} shards "
           f"({job.shards_embedded} embedded now, {job.cache_hits} cache hits) in {job.seconds:.1f}s")
     if job.bad_items:
@@ -725,6 +804,8 @@ def run_command(args: argparse.Namespace) -> int:
 def cli_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="zoo embed-dataset", description="embed a dataset on Ray Data")
     add_arguments(parser)
+    parser.add_argument("--id-column", help="a Parquet column of unique str/int ids for the output rows "
+                        "(default: row numbers)")
     args = parser.parse_args(argv)
     try:
         return run_command(args)
