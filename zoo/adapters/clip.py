@@ -2,8 +2,14 @@
 
 ``OpenCLIPEmbedder`` loads a snapshot folder holding ``open_clip_config.json`` (``model_cfg`` +
 ``preprocess_cfg``) and ``open_clip_model.safetensors``, as the laion and timm hub repos do; the card's
-``options.quick_gelu = true`` forces QuickGELU (OpenAI weights need it). Images go through open_clip's own eval
-transform and ``encode_image``, texts through open_clip's tokenizer. Speed, with unchanged vectors:
+``options.quick_gelu = true`` forces QuickGELU (OpenAI weights need it). Ad-hoc ``open_clip:ARCH[/TAG]`` cards
+(``zoo.adhoc``) name an open_clip architecture instead (``options.open_clip_arch``): the model is built from
+open_clip's own config for it with the tag's preprocessing (``options.preprocess``), then the tag's checkpoint is
+loaded; a card without a tag (``options.random_weights``) is built with seeded random weights, and only when the
+caller passes ``pretrained=False``. A pickle checkpoint is read by open_clip only after ``torch.load(weights_only=
+True)`` accepted it (open_clip itself retries without ``weights_only`` when that call raises TypeError). Images go
+through open_clip's own eval transform and ``encode_image``, texts through open_clip's tokenizer. Speed, with
+unchanged vectors:
 
 - images are decoded (``zoo.images``) and preprocessed in a few threads running a bounded number of items ahead
   of the model, so decoding overlaps compute; batches keep the caller's order;
@@ -19,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +39,15 @@ import torch
 from zoo import images
 from zoo.adapters.base import BaseEmbedder, EmbedContext
 from zoo.adapters.text import check_texts, torch_settings
-from zoo.errors import InputTooLargeError, IntegrityError, WeightsUnavailableError, require
+from zoo.errors import (
+    InputTooLargeError,
+    IntegrityError,
+    InvalidInputError,
+    UnknownModelError,
+    UnsafeModelFileError,
+    WeightsUnavailableError,
+    require,
+)
 from zoo.modelcard import ModelCard
 from zoo.sources import Resolved, check_format
 
@@ -237,37 +252,108 @@ def weights_file(folder: Path, card: ModelCard) -> Path:
     raise WeightsUnavailableError(f"{card.name}: {folder} holds none of {', '.join(names)}")
 
 
+def checked_pickle(path: Path, card: ModelCard) -> None:
+    """Refuse a pickle checkpoint that ``torch.load(weights_only=True)`` does not accept, before open_clip reads it.
+
+    open_clip's ``load_state_dict`` calls ``torch.load(weights_only=True)`` but retries without it when that call
+    raises TypeError; a file the restricted unpickler refuses never gets that far.
+    """
+    if card.weights_format != "torch-weights-only":
+        raise UnsafeModelFileError(f"{card.name}: {path.name} is a pickle file and the card allows safetensors only")
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise WeightsUnavailableError(f"{card.name}: no weight file {path}") from exc
+    except Exception as exc:  # the restricted unpickler refuses anything but tensors and plain containers
+        raise UnsafeModelFileError(f"{card.name}: {path.name} is not a plain weights file "
+                                   f"(torch.load(weights_only=True) refused it: {exc})") from exc
+
+
+def named_model(open_clip, card: ModelCard, folder: Path, pretrained: bool | None):
+    """Model and eval transform of an ad-hoc ``open_clip:ARCH[/TAG]`` card, with its weights (or random ones).
+
+    Built as ``open_clip.create_model_and_transforms(ARCH, pretrained=TAG)`` builds it, except that QuickGELU
+    follows the tag (open_clip only warns when the tag's weights were trained with it) and the checkpoint is the
+    file the card resolved from the Hugging Face cache.
+    """
+    arch, random = card.options["open_clip_arch"], bool(card.options.get("random_weights"))
+    if random and pretrained is not False:
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        raise UnknownModelError(card.name, [f"open_clip:{arch}/{t}" for t in tags], hint=(
+            f"open_clip:{arch} names no pretrained tag, so it has no trained weights: name one of its tags, or pass "
+            "pretrained=False to zoo.load to build it with random weights" if tags else
+            f"open_clip lists no weights for {arch}: pass pretrained=False to zoo.load to build it with random "
+            "weights"))
+    if not random and pretrained is False:
+        raise InvalidInputError(f"{card.name} names the pretrained tag {card.options.get('open_clip_tag')!r}; "
+                                f"pretrained=False (random weights) is for open_clip:{arch} without a tag")
+    pp = card.options.get("preprocess", {})
+    try:
+        with _quiet_open_clip(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(card.options.get("seed", 0)))
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=None, force_quick_gelu=bool(card.options.get("quick_gelu", False)),
+                image_mean=pp.get("mean"), image_std=pp.get("std"), image_interpolation=pp.get("interpolation"),
+                image_resize_mode=pp.get("resize_mode"), pretrained_text=False)
+    except (OSError, RuntimeError, ValueError) as exc:  # e.g. a Hugging Face text tower whose config is not cached
+        raise WeightsUnavailableError(f"{card.name}: open_clip could not build {arch} "
+                                      f"({type(exc).__name__}: {exc})") from exc
+    if not random:
+        checkpoint = folder / card.options["weights_file"]
+        if checkpoint.suffix != ".safetensors":
+            checked_pickle(checkpoint, card)
+        open_clip.load_checkpoint(model, str(checkpoint), strict=True, weights_only=True)
+    return model, preprocess
+
+
 class OpenCLIPEmbedder(BaseEmbedder):
     """An open_clip image-text model. A list of str is embedded as text, anything else as images.
 
     Options (keyword-only): ``device`` ("cpu", "cuda", ...), ``compute_dtype`` ("float32", the default,
     "float16" or "bfloat16": the weights and activations; vectors come back float32), ``workers`` (image
     decoding threads, default min(4, CPUs); 0 decodes inline), ``trim_text`` (cut the text context on
-    causal towers, default True).
+    causal towers, default True), ``pretrained`` (only ``False``, only for an ``open_clip:ARCH`` name without a
+    tag: random weights, with a warning).
     """
 
     def __init__(self, card: ModelCard, resolved: Resolved, *, device: str = "cpu", compute_dtype: str = "float32",
                  workers: int | None = None, trim_text: bool = True, trust_remote_code: bool = False,
-                 **options: Any):
+                 pretrained: bool | None = None, **options: Any):
         super().__init__(card, resolved, **options)
         open_clip = require("open_clip", extra="vision", purpose=f"{card.name} (open_clip)")
         folder = Path(resolved.path)
-        if not (folder / "open_clip_config.json").is_file():
-            raise WeightsUnavailableError(f"{card.name}: {folder} has no open_clip_config.json")
-        checkpoint = weights_file(folder, card)
         self.device, self.compute_dtype = torch_settings(self, device, compute_dtype)
         self.workers = default_workers() if workers is None else int(workers)
-        quick = bool(card.options.get("quick_gelu", False))
-        with _quiet_open_clip():
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                f"local-dir:{folder}", load_weights=False, force_quick_gelu=quick, pretrained_text=False)
-        open_clip.load_checkpoint(model, str(checkpoint), strict=True, weights_only=True)
+        if "open_clip_arch" in card.options:  # an ad-hoc open_clip:ARCH[/TAG] name
+            model, preprocess = named_model(open_clip, card, folder, pretrained)
+            tokenizer = open_clip.get_tokenizer(card.options["open_clip_arch"])
+            made = card.options.get("weights_file", "random weights")
+        else:
+            if pretrained is False:
+                raise InvalidInputError(f"{card.name} is a registered model with trained weights; pretrained=False "
+                                        "(random weights) is for open_clip:ARCH names without a tag")
+            if not (folder / "open_clip_config.json").is_file():
+                raise WeightsUnavailableError(f"{card.name}: {folder} has no open_clip_config.json")
+            checkpoint = weights_file(folder, card)
+            quick = bool(card.options.get("quick_gelu", False))
+            with _quiet_open_clip():
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    f"local-dir:{folder}", load_weights=False, force_quick_gelu=quick, pretrained_text=False)
+            if checkpoint.suffix != ".safetensors":
+                checked_pickle(checkpoint, card)
+            open_clip.load_checkpoint(model, str(checkpoint), strict=True, weights_only=True)
+            tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
+            made = checkpoint.name
         self.model = model.eval().to(self.device, self.compute_dtype)
         self.preprocess = strip_safe(preprocess)
-        self.tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
+        self.tokenizer = tokenizer
         out_dim = getattr(model.visual, "output_dim", card.dim)
         if out_dim != card.dim:
-            raise IntegrityError(f"{card.name}: {checkpoint.name} gives {out_dim}-d vectors, the card {card.dim}")
+            raise IntegrityError(f"{card.name}: {made} gives {out_dim}-d vectors, the card {card.dim}")
+        if card.options.get("random_weights"):
+            warnings.warn(f"{card.name}: RANDOM weights (pretrained=False, seed {card.options.get('seed', 0)}): "
+                          "not a trained model, its vectors mean nothing; name a pretrained tag for real weights",
+                          UserWarning, stacklevel=3)
         self.text_tower = CausalText.of(model) if trim_text else None
 
     # -- hooks -------------------------------------------------------------------------------------------------------

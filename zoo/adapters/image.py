@@ -4,8 +4,11 @@ Two kinds of network, chosen by the card's ``options``:
 
 - ``timm_model = "<name>.<tag>"``: a timm model built with ``num_classes=0`` so its output is
   the pooled feature (DINOv2's class token after the final norm, ConvNeXt's average pool +
-  norm), weights from the snapshot's ``model.safetensors``. Preprocessing is timm's own
-  ``resolve_data_config`` + ``create_transform`` for that model, never written by hand.
+  norm), weights from the snapshot's ``model.safetensors`` (or, where the card says
+  ``weights_format = "torch-weights-only"``, a pickle state dict read with
+  ``torch.load(weights_only=True)``), through timm's own checkpoint filter. Preprocessing is
+  timm's own ``resolve_data_config`` + ``create_transform`` for that model, never written by
+  hand. Ad-hoc ``timm:MODEL[.TAG]`` names (``zoo.adhoc``) make such cards on the fly.
 - ``network = "efficientnet-lite0"``: the network from the ``efficientnet-lite-pytorch``
   package, weights from a state dict read with ``torch.load(weights_only=True)`` (the card
   must say ``weights_format = "torch-weights-only"``). Preprocessing follows the TF
@@ -56,14 +59,23 @@ def timm_network(card: ModelCard, folder: Path) -> Network:
 
     name = card.options["timm_model"]
     weights = folder / card.options.get("weights_file", "model.safetensors")
-    if weights.suffix != ".safetensors" or not weights.is_file():
+    pickled = weights.suffix in (".bin", ".pth", ".pt") and card.weights_format == "torch-weights-only"
+    if not (weights.suffix == ".safetensors" or pickled) or not weights.is_file():
         raise WeightsUnavailableError(f"{card.name}: {folder} has no {weights.name} (timm cards load safetensors)")
     config = folder / "config.json"
     if config.is_file():  # the snapshot must hold the architecture the card names
         arch = json.loads(config.read_text(encoding="utf-8")).get("architecture")
         if arch and arch != name.split(".")[0]:
             raise IntegrityError(f"{card.name}: {config} describes {arch!r}, the card needs {name!r}")
-    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(weights)}, num_classes=0)
+    # A hub file holds a native timm state dict: never the tag's own custom loader (an .npz reader for some tags).
+    overlay: dict[str, Any] = ({"state_dict": load_state_dict(weights, card)} if pickled
+                               else {"file": str(weights), "custom_load": False})
+    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=0)
+    if isinstance(getattr(model, "pretrained_cfg", None), dict):
+        model.pretrained_cfg.pop("state_dict", None)  # loaded: do not keep a second copy of the weights
+    width = int(getattr(model, "head_hidden_size", 0) or model.num_features)
+    if width != card.dim:
+        raise IntegrityError(f"{card.name}: {name} gives {width}-d pooled features, the card {card.dim}")
     transform = create_transform(**resolve_data_config({}, model=model))
     return Network(model=model, transform=transform, forward=lambda x: (model(x), None))
 
@@ -141,9 +153,13 @@ class ImageEmbedder(ClassifyingMixin, BaseEmbedder):
         *,
         device: str = "cpu",
         trust_remote_code: bool = False,
+        pretrained: bool | None = None,
         **options: Any,
     ):
         super().__init__(card, resolved, **options)
+        if pretrained is False:
+            raise InvalidInputError(f"{card.name}: pretrained=False (random weights) is offered for open_clip:ARCH "
+                                    "names only; image models load trained weights")
         check_format(resolved.path, card)
         self.device = torch.device(device)
         if "timm_model" in card.options:
