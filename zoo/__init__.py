@@ -5,6 +5,8 @@
 >>> m = zoo.load("all-minilm-l6-v2")                # an Embedder
 >>> e = m.embed(["a dog", "a puppy"])               # Embeddings: vectors + space id
 >>> zoo.similarity(e, e)
+>>> m.encode(["a dog"], normalize_embeddings=True)  # sentence-transformers' encode: its keywords and types
+>>> e[0], e[1:], e + e, e.save("e.safetensors")     # rows, concatenation (one space) and files
 >>> zoo.stitch("paraphrase-minilm-l3-v2", "all-minilm-l6-v2", anchors=texts)   # join two spaces
 
 Importing ``zoo`` stays light: it pulls in neither torch nor numpy. Models, numpy and
@@ -68,7 +70,8 @@ def load(name: str, **kwargs: Any):
 
 
 def similarity(a, b, **kwargs: Any):
-    """Pairwise similarity of two Embeddings from one space; see :func:`zoo.embeddings.similarity`."""
+    """Pairwise similarity of two Embeddings from one space (float, or quantized at one precision); see
+    :func:`zoo.embeddings.similarity`."""
     from zoo.embeddings import similarity as _similarity
 
     return _similarity(a, b, **kwargs)

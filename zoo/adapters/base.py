@@ -9,15 +9,25 @@ An adapter subclass implements two hooks:
 The base class owns what is common: option checks before any work, instruction and prompt
 formatting, normalization, Matryoshka truncation and quantization.
 
-One object is safe to share between threads: its public calls (``embed``, ``classify``,
-``embed_and_classify``, ``transcribe`` and the like, in every subclass) run one at a time on it,
-so each gives the result it gives alone. Tokenizers and per-call settings are never seen half
-changed by another call. For calls that run side by side, use one object per process.
+One object is safe to share between threads: its public calls (``embed``, ``encode``,
+``similarity``, ``classify``, ``embed_and_classify``, ``transcribe`` and the like, in every
+subclass) run one at a time on it, so each gives the result it gives alone. Tokenizers and
+per-call settings are never seen half changed by another call. For calls that run side by side,
+use one object per process.
+
+``encode`` and ``similarity`` are sentence-transformers' calls, with its keywords, defaults and
+return types, on top of ``embed`` (see :meth:`BaseEmbedder.encode`).
+
+Load options: every keyword an adapter's ``__init__`` names (``device``, ``compute_dtype``...) is
+a ``zoo.load`` option; a subclass that reads more from ``self.options`` lists them in
+``LOAD_OPTIONS``. Any other keyword is an InvalidInputError naming the accepted ones.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
+import numbers
 import os
 import sys
 import threading
@@ -32,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from zoo._memory import release_memory
-from zoo.embeddings import PRECISIONS, Embeddings, l2_normalize, quantize, truncate_dim
+from zoo.embeddings import PRECISION_DTYPES, PRECISIONS, Embeddings, l2_normalize, quantize, truncate_dim
 from zoo.errors import InputTooLargeError, InvalidInputError
 from zoo.modelcard import ModelCard
 from zoo.sources import Resolved
@@ -43,7 +53,16 @@ if TYPE_CHECKING:
 TEXT_MODALITIES = ("text", "code")
 
 #: Public calls that run one at a time on an object, wherever a subclass defines them.
-SERIALIZED_CALLS = ("embed", "classify", "embed_and_classify", "class_probabilities", "transcribe")
+SERIALIZED_CALLS = ("embed", "encode", "similarity", "classify", "embed_and_classify", "class_probabilities",
+                    "transcribe")
+
+#: ``zoo.load``'s own keywords (the rest go to the adapter).
+LOADER_OPTIONS = ("path", "download", "trust_remote_code", "prompts", "default_prompt_name")
+
+#: The zoo's ``embed`` keywords that ``encode`` also takes (sentence-transformers' own come first in its signature).
+ENCODE_EXTRA_OPTIONS = ("task_instruction", "modality", "truncate", "cache", "low_memory", "calibration")
+
+_UNSET: Any = object()
 
 _live: weakref.WeakSet[BaseEmbedder] = weakref.WeakSet()
 
@@ -88,6 +107,7 @@ class EmbedContext:
     truncate: bool = True
     instruction: str | None = None
     prompt_name: str | None = None
+    prompt: str | None = None
     low_memory: bool = False
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -115,14 +135,22 @@ def as_item_list(inputs: Any) -> list:
     return list(inputs) if hasattr(inputs, "__iter__") else [inputs]
 
 
-def format_prompt(card: ModelCard, instruction: str | None, prompt_name: str | None) -> tuple[str, str, str]:
+def format_prompt(card: ModelCard, instruction: str | None, prompt_name: str | None,
+                  prompt: str | None = None) -> tuple[str, str, str]:
     """Return (prefix, suffix, description) to wrap each text with, per the card.
 
     ``instruction`` goes through the card's instruction template; ``prompt_name`` picks a
-    named prompt: a prefix, or a template with ``{input}`` ("a photo of a {input}.").
-    Both at once is an error. With neither, the card's default prompt applies (most cards
-    have none: texts are embedded as given).
+    named prompt: a prefix, or a template with ``{input}`` ("a photo of a {input}.");
+    ``prompt`` is a literal prefix (sentence-transformers' ``prompt=``). Two at once is an
+    error. With none, the card's default prompt applies (most cards have none: texts are
+    embedded as given).
     """
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            raise InvalidInputError(f"prompt must be a string, not {type(prompt).__name__}")
+        if instruction is not None or prompt_name is not None:
+            raise InvalidInputError("pass one of prompt, prompt_name and task_instruction, not several")
+        return prompt, "", "prompt (given)"
     if instruction is not None and prompt_name is not None:
         raise InvalidInputError("pass task_instruction or prompt_name, not both")
     if prompt_name is not None and not isinstance(prompt_name, str):
@@ -150,6 +178,36 @@ class BaseEmbedder:
     Safe to share between threads: the public calls run one at a time on one object.
     """
 
+    #: ``zoo.load`` options a subclass reads from ``self.options`` (beyond those its ``__init__`` names).
+    LOAD_OPTIONS: tuple[str, ...] = ()
+
+    @classmethod
+    def load_options(cls) -> tuple[str, ...]:
+        """The ``zoo.load`` keywords this adapter takes, besides ``zoo.load``'s own: the keywords of its
+        ``__init__`` (and of its parents' where it passes ``**options`` on), and ``LOAD_OPTIONS``."""
+        names: list[str] = []
+        for klass in cls.__mro__:
+            if klass is object:
+                break
+            names += getattr(klass, "LOAD_OPTIONS", ())
+            init = vars(klass).get("__init__")
+            if init is None or klass is BaseEmbedder:
+                continue
+            params = inspect.signature(init).parameters.values()
+            names += [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                      and p.name not in ("self", "card", "resolved")]
+            if not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+        return tuple(sorted(set(names) - set(LOADER_OPTIONS)))
+
+    @classmethod
+    def unknown_options(cls, who: str, unknown: Iterable[str],
+                        loader_options: Iterable[str] = LOADER_OPTIONS) -> InvalidInputError:
+        """The error for keywords neither ``zoo.load`` (its own are ``loader_options``) nor this adapter takes."""
+        takes = ", ".join(cls.load_options()) or "nothing else"
+        return InvalidInputError(f"{who}: unknown option(s) {', '.join(sorted(unknown))}. zoo.load takes "
+                                 f"{', '.join(loader_options)}; this model's adapter ({cls.__name__}) takes {takes}")
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for name in SERIALIZED_CALLS:  # defined here or by a mixin
@@ -158,6 +216,10 @@ class BaseEmbedder:
                 setattr(cls, name, _serialized(method))
 
     def __init__(self, card: ModelCard, resolved: Resolved, **options: Any):
+        options.pop("trust_remote_code", None)  # zoo.load passes it; an adapter without remote code ignores it
+        unknown = set(options) - set(type(self).LOAD_OPTIONS)
+        if unknown:
+            raise type(self).unknown_options(card.name, unknown)
         self.card = card
         self.resolved = resolved
         self.options = options
@@ -192,6 +254,11 @@ class BaseEmbedder:
     def modalities(self) -> tuple[str, ...]:
         return self.card.modalities
 
+    @property
+    def similarity_fn_name(self) -> str:
+        """The card's metric, "cosine" or "dot" (sentence-transformers' attribute of the same name)."""
+        return self.card.similarity
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, dim={self.dim}, from={self.resolved.origin})"
 
@@ -212,16 +279,16 @@ class BaseEmbedder:
 
         Adapters whose prompts involve other modalities (vision-language models) override this.
         """
-        instruction, prompt_name = ctx.instruction, ctx.prompt_name
+        instruction, prompt_name, prompt = ctx.instruction, ctx.prompt_name, ctx.prompt
         if modality not in TEXT_MODALITIES:
-            if instruction is not None or prompt_name is not None:
+            if instruction is not None or prompt_name is not None or prompt is not None:
                 self.warn_once(f"prompt-{modality}", f"instructions and prompts do not apply to {modality} inputs")
             return items
         if instruction is not None and not self.card.uses_instructions:
-            format_prompt(self.card, instruction, prompt_name)  # still refuse both-at-once
+            format_prompt(self.card, instruction, prompt_name, prompt)  # still refuse two at once
             self.warn_once("instruction", "this model takes no task instructions; task_instruction is ignored")
             instruction = None
-        prefix, suffix, used = format_prompt(self.card, instruction, prompt_name)
+        prefix, suffix, used = format_prompt(self.card, instruction, prompt_name, prompt)
         ctx.info["prompt"] = used
         return [prefix + t + suffix for t in items] if prefix or suffix else items
 
@@ -318,6 +385,7 @@ class BaseEmbedder:
         task_instruction: str | None = None,
         *,
         prompt_name: str | None = None,
+        prompt: str | None = None,
         modality: str | None = None,
         batch_size: int | None = None,
         normalize: bool = True,
@@ -336,6 +404,9 @@ class BaseEmbedder:
             inputs: a list of items (a single str is taken as a list of one).
             task_instruction: free text formatted by the card's instruction template.
             prompt_name: a named prompt of the card ("query", "passage", ...).
+            prompt: a literal prefix for every text (sentence-transformers' ``prompt=``); not with
+                ``prompt_name`` or ``task_instruction``, and not for models whose adapter builds its own
+                prompts (vision-language models: use ``task_instruction``).
             modality: which modality the inputs are, for models that take several.
             batch_size: most items per forward pass (texts are also bounded by a token budget).
             normalize: L2-normalize the vectors (models whose output is normalized stay so).
@@ -352,6 +423,12 @@ class BaseEmbedder:
                 embedded again. ``info`` counts ``cache_hits`` and ``cache_misses``.
         """
         self._check_options(dim, precision, force_dim)
+        if prompt is not None:
+            if not isinstance(prompt, str):
+                raise InvalidInputError(f"prompt must be a string, not {type(prompt).__name__}")
+            if type(self)._apply_prompts is not BaseEmbedder._apply_prompts:
+                raise InvalidInputError(f"{self.name} builds its prompts itself; prompt= does not apply (pass "
+                                        "task_instruction= or prompt_name=)")
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size < 1):
             raise InvalidInputError(f"batch_size must be a positive integer, not {batch_size!r}")
@@ -364,12 +441,15 @@ class BaseEmbedder:
             call = dict(task_instruction=task_instruction, prompt_name=prompt_name, modality=modality,
                         batch_size=batch_size, normalize=normalize, dim=dim, force_dim=force_dim, precision=precision,
                         calibration=calibration, truncate=truncate, progress=progress, low_memory=low_memory)
+            if prompt is not None:  # only when given: the space fingerprints of earlier caches stay as they were
+                call["prompt"] = prompt
             return self._embed_cached(inputs, cache, call)
         items = self._check(inputs, modality)
         if progress is None:
             progress = len(items) >= 2048 and sys.stderr.isatty()
         ctx = EmbedContext(batch_size=batch_size, progress=bool(progress), truncate=truncate,
-                           instruction=task_instruction, prompt_name=prompt_name, low_memory=low_memory)
+                           instruction=task_instruction, prompt_name=prompt_name, prompt=prompt,
+                           low_memory=low_memory)
         items = self._apply_prompts(items, modality, ctx)
         if items:
             vectors = np.asarray(self._encode(items, modality, ctx), dtype=np.float32)
@@ -400,6 +480,368 @@ class BaseEmbedder:
             dim=vectors.shape[1],
             info=ctx.info,
         )
+
+    # -- sentence-transformers' calls ------------------------------------------------------------
+    @_serialized
+    def encode(
+        self,
+        inputs: Any = _UNSET,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        output_value: str | None = "sentence_embedding",
+        precision: str = "float32",
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        device: Any = None,
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+        pool: Any = None,
+        chunk_size: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """sentence-transformers' ``encode``: its keywords, defaults and return types, on :meth:`embed`.
+
+        Returns a numpy array (N, D); with ``convert_to_tensor=True`` a torch tensor; with both
+        ``convert_to_numpy`` and ``convert_to_tensor`` false a list of 1-D tensors (tensors are on
+        the CPU, where sentence-transformers leaves them on the model's device). One input (a str,
+        an image, a dict, a conversation) gives one 1-D vector. An empty list gives shape (0, D)
+        (sentence-transformers gives an empty 1-D array).
+
+        As in sentence-transformers, the vectors are the model's own output: L2-normalized only
+        where the original pipeline normalizes (the card's ``normalize``; all-MiniLM-L6-v2 does,
+        paraphrase-MiniLM-L3-v2 and CLIP do not), whereas ``embed`` normalizes by default.
+        ``normalize_embeddings=True`` normalizes; ``truncate_dim`` keeps the first dimensions
+        (any model, no renormalization unless ``normalize_embeddings``); ``precision`` quantizes
+        the whole batch like ``quantize_embeddings`` (int8/uint8 ranges from the batch itself, or
+        from ``calibration=``); ``prompt`` is a literal prefix and wins over ``prompt_name``.
+
+        Inputs, besides the zoo's own items: a PIL image; a dict of sentence-transformers 6's
+        multimodal form, ``{"text": ...}``, ``{"image": ...}``, ``{"audio": ...}``, ``{"image": ...,
+        "text": ...}`` (one input of both, for models that embed interleaved inputs) or an audio
+        dict ``{"array": ..., "sampling_rate": ...}``; chat messages, one conversation being a list
+        of ``{"role", "content"}`` dicts: an optional system turn, read as the task instruction
+        (models that take instructions), then one user turn whose content is a text or a list of
+        ``{"type": "text", "text": ...}`` / ``{"type": "image", "image": ...}`` parts (at most one
+        of each). Each gives what the zoo's own form gives with :meth:`embed`. Other forms (video,
+        text pairs, several images in one input, other roles) are an ``InvalidInputError`` naming
+        the form. Inputs of different modalities may share one call.
+
+        ``device`` may only name the device the model is on (``zoo.load(name, device=...)`` moves
+        it); ``pool``/``chunk_size`` (multi-process encoding) and ``output_value`` other than
+        "sentence_embedding" are refused. The zoo's ``embed`` keywords ``task_instruction``,
+        ``modality``, ``truncate``, ``cache``, ``low_memory`` and ``calibration`` are taken too.
+        """
+        if "sentences" in kwargs:  # sentence-transformers' older name for the first argument
+            if inputs is not _UNSET:
+                raise InvalidInputError("encode got both inputs and sentences")
+            inputs = kwargs.pop("sentences")
+        if inputs is _UNSET:
+            raise InvalidInputError("encode needs the inputs to embed")
+        unknown = sorted(set(kwargs) - set(ENCODE_EXTRA_OPTIONS))
+        if unknown:
+            raise InvalidInputError(f"encode got unknown keyword(s) {', '.join(unknown)}; besides "
+                                    "sentence-transformers' own it takes " + ", ".join(ENCODE_EXTRA_OPTIONS))
+        self._check_encode_options(output_value, precision, device, pool, chunk_size, truncate_dim,
+                                   normalize_embeddings, convert_to_numpy, convert_to_tensor)
+        if prompt is not None:
+            if not isinstance(prompt, str):
+                raise InvalidInputError(f"prompt must be a string, not {type(prompt).__name__}")
+            prompt_name = None  # sentence-transformers: prompt wins over prompt_name
+        single = _st_singular(inputs)
+        if single:
+            items = [inputs]
+        elif isinstance(inputs, np.ndarray):
+            items = inputs.tolist()
+        elif isinstance(inputs, (list, tuple, Iterator)):
+            items = list(inputs)
+        else:
+            raise InvalidInputError(f"encode takes an input or a list of inputs, not {type(inputs).__name__}")
+        vectors = self._encode_st(items, prompt_name=prompt_name, prompt=prompt, batch_size=batch_size,
+                                  progress=show_progress_bar, **kwargs)
+        if truncate_dim is not None:
+            vectors = np.ascontiguousarray(vectors[:, :truncate_dim])
+        if normalize_embeddings:
+            vectors = l2_normalize(vectors)
+        if precision != "float32":
+            width = (vectors.shape[1] + 7) // 8 if precision in ("binary", "ubinary") else vectors.shape[1]
+            vectors = (quantize(vectors, precision, calibration=kwargs.get("calibration")) if len(vectors)
+                       else np.zeros((0, width), dtype=PRECISION_DTYPES[precision]))
+        if convert_to_tensor or not convert_to_numpy:
+            import torch
+
+            out = torch.from_numpy(vectors)
+            if not convert_to_tensor:
+                out = list(out)
+        else:
+            out = vectors
+        return out[0] if single else out
+
+    def _check_encode_options(self, output_value: Any, precision: Any, device: Any, pool: Any, chunk_size: Any,
+                              truncate_dim: Any, normalize_embeddings: Any, convert_to_numpy: Any,
+                              convert_to_tensor: Any) -> None:
+        if output_value != "sentence_embedding":
+            raise InvalidInputError(f"output_value={output_value!r:.80} is not supported: encode gives one vector per "
+                                    "input (output_value='sentence_embedding')")
+        if precision not in PRECISIONS:
+            raise InvalidInputError(f"precision must be one of {PRECISIONS}, not {precision!r:.80}")
+        if pool is not None or chunk_size is not None:
+            raise InvalidInputError("multi-process encoding (pool=, chunk_size=) is not supported: one model object "
+                                    "runs one call at a time; load one model per process instead")
+        if device is not None and not _same_device(device, _device_of(self)):
+            raise InvalidInputError(f"{self.name} runs on {_device_of(self)}; encode cannot move it to "
+                                    f"{device!r:.80}: pass device= to zoo.load")
+        if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int)
+                                         or not 1 <= truncate_dim <= self.dim):
+            raise InvalidInputError(f"truncate_dim must be an integer in 1..{self.dim}, not {truncate_dim!r:.80}")
+        for name, flag in (("normalize_embeddings", normalize_embeddings), ("convert_to_numpy", convert_to_numpy),
+                           ("convert_to_tensor", convert_to_tensor)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise InvalidInputError(f"{name} must be True or False, not {flag!r:.80}")
+
+    def _encode_st(self, items: list, *, prompt_name: str | None, prompt: str | None, batch_size: int,
+                   progress: bool | None, **options: Any) -> np.ndarray:
+        """float32 (N, D) vectors of sentence-transformers-style items, as the model's pipeline gives them."""
+        options.pop("calibration", None)  # quantization happens in encode, over the whole batch
+        given_modality = options.pop("modality", None)
+        given_instruction = options.pop("task_instruction", None)
+        groups: dict[tuple[str | None, str | None], list[int]] = {}
+        converted = []
+        for i, item in enumerate(items):
+            modality, zoo_item, instruction = self._st_item(item, i)
+            if instruction is not None and given_instruction is not None:
+                raise InvalidInputError("a system turn and task_instruction= both give an instruction; pass one",
+                                        index=i)
+            converted.append(zoo_item)
+            key = (modality or given_modality, instruction if instruction is not None else given_instruction)
+            groups.setdefault(key, []).append(i)
+        # The original pipelines end with their own L2 normalization where the card says so (pooled models);
+        # models that pool themselves give their vectors as they are.
+        normalize = self.card.normalize and self.card.pooling != "model"
+        out = np.zeros((len(items), self.dim), dtype=np.float32)
+        for (modality, instruction), at in groups.items():
+            textual = modality is None or modality in TEXT_MODALITIES
+            try:
+                got = self.embed([converted[i] for i in at], instruction, prompt_name=prompt_name,
+                                 prompt=prompt if textual else None, modality=modality, batch_size=batch_size,
+                                 normalize=normalize, progress=progress, **options)
+            except InvalidInputError as exc:  # name the caller's index, not the index within its group
+                if exc.index is None or not 0 <= exc.index < len(at) or len(at) == len(items):
+                    raise
+                message = str(exc).removeprefix(f"input[{exc.index}]: ")
+                raise _with_index(exc, message, at[exc.index]) from exc
+            out[at] = got.vectors
+        return out
+
+    # -- sentence-transformers' input forms ------------------------------------------------------
+    def _st_as(self, modality: str, item: Any, index: int, form: str) -> tuple[str, Any]:
+        """``item`` tagged with ``modality`` (text: the model's text-like modality), or the error naming ``form``."""
+        if modality == "text" and "text" not in self.modalities and "code" in self.modalities:
+            modality = "code"
+        if modality not in self.modalities:
+            raise InvalidInputError(f"{form}: {self.name} does not embed {modality} (it embeds "
+                                    f"{', '.join(self.modalities)})", index=index)
+        return modality, item
+
+    def _st_item(self, item: Any, index: int) -> tuple[str | None, Any, str | None]:
+        """(modality or None to infer, the zoo's item, instruction or None) for one sentence-transformers input."""
+        if type(item).__module__.startswith("PIL."):
+            return (*self._st_as("image", item, index, "a PIL image"), None)
+        if _is_message(item):
+            return self._st_messages([item], index)
+        if isinstance(item, list) and item and _is_message(item[0]):
+            return self._st_messages(item, index)
+        if isinstance(item, dict):
+            return (*self._st_dict(item, index), None)
+        if isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item):
+            raise InvalidInputError("a text pair: pairs are for cross-encoders; pass each text as its own input",
+                                    index=index)
+        return None, item, None
+
+    def _st_dict(self, item: dict, index: int) -> tuple[str, Any]:
+        if "array" in item:
+            if "sampling_rate" in item:
+                return self._st_as("audio", _audio_pair(item, index), index, "an audio dict")
+            if "video_metadata" in item:
+                raise InvalidInputError(f"video input: {self.name} does not embed video", index=index)
+            raise InvalidInputError("a dict with 'array' needs 'sampling_rate' (audio)", index=index)
+        keys = sorted(map(str, item))
+        if not keys:
+            raise InvalidInputError("an empty dict is not an input", index=index)
+        unknown = [k for k in keys if k not in ST_DICT_KEYS]
+        if unknown:
+            raise InvalidInputError(f"a dict with key(s) {unknown}: an input dict has keys from {list(ST_DICT_KEYS)}",
+                                    index=index)
+        if "video" in keys:
+            raise InvalidInputError(f"video input: {self.name} does not embed video", index=index)
+        for key, value in item.items():
+            if isinstance(value, (list, tuple)) and not (key == "audio" and _is_audio_pair(value)):
+                raise InvalidInputError(f"a list under {key!r} (several {key}s in one input) is not supported; pass "
+                                        "each as its own input", index=index)
+        if keys == ["text"]:
+            return self._st_as("text", item["text"], index, "a {'text'} dict")
+        if keys == ["image"]:
+            return self._st_as("image", item["image"], index, "an {'image'} dict")
+        if keys == ["audio"]:
+            audio = item["audio"]
+            audio = _audio_pair(audio, index) if isinstance(audio, dict) else audio
+            return self._st_as("audio", audio, index, "an {'audio'} dict")
+        if keys == ["image", "text"]:
+            return self._interleaved(item.get("image"), item.get("text"), index, "an {'image', 'text'} dict")
+        shown = "{" + ", ".join(map(repr, keys)) + "}"
+        raise InvalidInputError(f"a {shown} dict: {self.name} cannot embed {' and '.join(keys)} as one input",
+                                index=index)
+
+    def _interleaved(self, image: Any, text: Any, index: int, form: str) -> tuple[str, Any]:
+        if "interleaved" not in self.modalities:
+            raise InvalidInputError(f"{form} (an image and a text as one input): {self.name} does not embed the two "
+                                    f"as one input (it embeds {', '.join(self.modalities)}); pass them as two inputs",
+                                    index=index)
+        return "interleaved", {"image": image, "text": text}
+
+    def _st_messages(self, messages: list, index: int) -> tuple[str, Any, str | None]:
+        """One conversation: an optional system turn (the instruction) and one user turn (the input)."""
+        for m in messages:
+            if not _is_message(m):
+                raise InvalidInputError("chat messages must all be {'role': ..., 'content': ...} dicts", index=index)
+        roles = [m["role"] for m in messages]
+        system = None
+        if roles[0] == "system":
+            system = _message_text(messages[0]["content"], index)
+            messages = messages[1:]
+        if [m["role"] for m in messages] != ["user"]:
+            raise InvalidInputError(f"chat messages with roles {roles}: only one user turn, after an optional system "
+                                    "turn, is supported", index=index)
+        if system is not None and not self.card.uses_instructions:
+            raise InvalidInputError(f"chat messages with a system turn: {self.name} takes no task instructions (a "
+                                    "system turn is read as one)", index=index)
+        content = messages[0]["content"]
+        text = image = None
+        if isinstance(content, str):
+            text = content
+        elif isinstance(content, list):
+            for part in content:
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind not in ("text", "image"):
+                    raise InvalidInputError(f"chat messages with {kind or type(part).__name__!r} content: a user turn "
+                                            "holds 'text' and 'image' parts", index=index)
+                if kind not in part:
+                    raise InvalidInputError(f"a {kind!r} part needs its value under {kind!r}", index=index)
+                if (text if kind == "text" else image) is not None:
+                    raise InvalidInputError(f"chat messages with several {kind} parts: one of each is supported",
+                                            index=index)
+                if kind == "text":
+                    text = part["text"]
+                else:
+                    image = part["image"]
+        else:
+            raise InvalidInputError(f"a user turn's content is a text or a list of parts, not "
+                                    f"{type(content).__name__}", index=index)
+        if text is not None and image is not None:
+            return (*self._interleaved(image, text, index, "chat messages with an image and a text"), system)
+        if image is not None:
+            return (*self._st_as("image", image, index, "chat messages with an image"), system)
+        if text is not None:
+            return (*self._st_as("text", text, index, "chat messages"), system)
+        raise InvalidInputError("chat messages with an empty user turn", index=index)
+
+    @_serialized
+    def similarity(self, a: Any, b: Any) -> Any:
+        """sentence-transformers' ``model.similarity``: the (len(a), len(b)) matrix by the card's metric.
+
+        ``a`` and ``b`` are what :meth:`encode` or :meth:`embed` gave: arrays, torch tensors, or
+        Embeddings (one vector is one row). Torch tensors in give a torch tensor out; otherwise a
+        numpy matrix (:func:`zoo.similarity`'s). Embeddings keep their own rules: their space
+        (stitches), and Hamming similarity for binary codes (see :func:`zoo.similarity`).
+        """
+        from zoo.embeddings import similarity as _similarity
+
+        as_torch = any(type(x).__module__.startswith("torch") for x in (a, b))
+        a, b = _as_numpy(a), _as_numpy(b)
+        quantized = any(isinstance(x, Embeddings) and x.precision in ("binary", "ubinary") for x in (a, b))
+        both = isinstance(a, Embeddings) and isinstance(b, Embeddings)
+        out = _similarity(a, b, metric=None if quantized or both else self.card.similarity)
+        if as_torch:
+            import torch
+
+            return torch.from_numpy(np.array(out))
+        return out
+
+
+#: The keys of sentence-transformers 6's multimodal input dicts.
+ST_DICT_KEYS = ("audio", "image", "text", "video")
+
+
+def _is_message(x: Any) -> bool:
+    return isinstance(x, dict) and "role" in x and "content" in x
+
+
+def _is_audio_pair(x: Any) -> bool:
+    return (isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], numbers.Integral) and not isinstance(x[1], bool)
+            and getattr(x[0], "ndim", 0) >= 1)
+
+
+def _st_singular(inputs: Any) -> bool:
+    """Whether ``inputs`` is one input, as sentence-transformers decides: a list or tuple is a batch (but a
+    conversation, a list of message dicts, is one input; so is the zoo's (waveform, sample_rate) pair), as is a
+    numpy array of strings or objects and any iterator; anything else is one input."""
+    if isinstance(inputs, list) and inputs and _is_message(inputs[0]):
+        return True
+    if _is_audio_pair(inputs):
+        return True
+    if isinstance(inputs, (list, tuple, Iterator)):
+        return False
+    return not (isinstance(inputs, np.ndarray) and inputs.ndim >= 1 and inputs.dtype.kind in "UO")
+
+
+def _audio_pair(item: Any, index: int) -> tuple:
+    """sentence-transformers' ``{"array": ..., "sampling_rate": ...}`` as the zoo's (waveform, sample_rate)."""
+    if not isinstance(item, dict) or "array" not in item or "sampling_rate" not in item:
+        raise InvalidInputError("an audio dict needs 'array' and 'sampling_rate'", index=index)
+    rate = item["sampling_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Integral):
+        raise InvalidInputError(f"sampling_rate must be an integer, not {rate!r:.40}", index=index)
+    return _as_numpy(item["array"]), int(rate)
+
+
+def _message_text(content: Any, index: int) -> str:
+    """A system turn's text: a string, or a list of text parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" and isinstance(
+            p.get("text"), str) for p in content):
+        return "".join(p["text"] for p in content)
+    raise InvalidInputError("a system turn holds text only", index=index)
+
+
+def _as_numpy(x: Any) -> Any:
+    """A torch tensor as a numpy array (on the CPU, float32 for the float types numpy lacks); the rest as it is."""
+    if type(x).__module__.startswith("torch") and hasattr(x, "detach"):
+        x = x.detach().cpu()
+        if x.is_floating_point() and str(x.dtype) not in ("torch.float16", "torch.float32", "torch.float64"):
+            x = x.float()
+        return x.numpy()
+    return x
+
+
+def _device_of(model: Any) -> str:
+    """The device ``model`` computes on, as a string: its own or its backend's ``device``, else the ``device``
+    it was loaded with (every adapter's default is the CPU)."""
+    for owner in (model, getattr(model, "backend", None)):
+        device = getattr(owner, "device", None)
+        if device is not None:
+            return str(device)
+    return str(getattr(model, "_load_device", None) or "cpu")
+
+
+def _same_device(a: Any, b: Any) -> bool:
+    """Whether two device names mean one device ("cuda" is "cuda:0")."""
+    def parts(d: Any) -> tuple[str, int]:
+        kind, _, index = str(d).partition(":")
+        return kind, int(index) if index.isdigit() else 0
+
+    return parts(a) == parts(b)
 
 
 def _with_index(exc: InvalidInputError, message: str, index: int) -> InvalidInputError:
