@@ -578,7 +578,8 @@ class DemoApp:
         name = name or self.default_model
         q, query_experts = self.query_vector(name, **query)
         items, coll = self.index(name)
-        hits = coll.search(q, k=max(len(coll), 1))[0]  # every row (exact, best first), then the gallery's
+        # every row (exact, best first), then the gallery's; the query is the mean of the model's own vectors
+        hits = coll.search(q, k=max(len(coll), 1), space=self.model(name).space)[0]
         found = [Hit(items[h.metadata["key"]], h.score, h.metadata["experts"]) for h in hits
                  if h.metadata.get("key") in items]
         return found[:k], query_experts
