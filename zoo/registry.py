@@ -169,7 +169,7 @@ def _table() -> dict[str, ModelCard]:
 
 
 def list_models(pattern: str | None = None, *, modality: str | None = None, offline_ready: bool | None = None,
-                license: str | list[str] | tuple[str, ...] | None = None) -> list[str]:
+                license: str | list[str] | tuple[str, ...] | None = None, available: bool | None = None) -> list[str]:
     """Registered model names, sorted, optionally filtered (every filter given must hold).
 
     Args:
@@ -179,12 +179,16 @@ def list_models(pattern: str | None = None, *, modality: str | None = None, offl
             network; the card's ``offline_ready``), False the others.
         license: the card's license identifier (``"mit"``, ``"apache-2.0"``), case-insensitive; an
             fnmatch pattern (``"cc-by-*"``) or a list of them (any may match).
+        available: True keeps the models whose files are on this machine now (installed weight
+            packages, bundled files, the Hugging Face cache: :func:`zoo.sources.availability`, by
+            file names), False the others. ``zoo list`` shows the same in its WEIGHTS column.
     """
     for what, value in (("pattern", pattern), ("modality", modality)):
         if value is not None and not isinstance(value, str):
             raise InvalidInputError(f"{what} must be a string, not {type(value).__name__}")
-    if offline_ready is not None and not isinstance(offline_ready, bool):
-        raise InvalidInputError(f"offline_ready must be True, False or None, not {type(offline_ready).__name__}")
+    for what, flag in (("offline_ready", offline_ready), ("available", available)):
+        if flag is not None and not isinstance(flag, bool):
+            raise InvalidInputError(f"{what} must be True, False or None, not {type(flag).__name__}")
     licenses = [license] if isinstance(license, str) else license
     if licenses is not None and (not isinstance(licenses, (list, tuple, set, frozenset))
                                  or not all(isinstance(x, str) for x in licenses)):
@@ -199,6 +203,11 @@ def list_models(pattern: str | None = None, *, modality: str | None = None, offl
             continue
         if licenses is not None and not any(fnmatch.fnmatchcase(card.license.lower(), x.lower()) for x in licenses):
             continue
+        if available is not None:
+            from zoo.sources import availability
+
+            if availability(card).present != available:
+                continue
         names.append(name)
     return sorted(names)
 
