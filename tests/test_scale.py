@@ -257,3 +257,42 @@ def test_id_column_is_checked_when_the_job_is_planned(tmp_path):
     pq.write_table(pa.table({"key": ["3", "4"], "text": ["c", "d"]}), folder / "b.parquet")
     with pytest.raises(InvalidInputError, match="strings in some files"):
         plan_job(folder, column="text", modality=None, modalities=("text",), shard_rows=2, id_column="key")
+
+
+def test_progress_off_a_terminal_is_a_line_per_shard(ray_session, tmp_path, capfd):
+    """A 5-shard job run with its output to a pipe prints one line per finished shard (not Ray's "0/1" bars)."""
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "clouds"
+    folder.mkdir()
+    for k in range(5):
+        np.save(folder / f"c{k}.npy", rng.normal(size=(300, 3)).astype(np.float32))
+    capfd.readouterr()
+    job = embed_dataset("pointnet-mini", folder, tmp_path / "out", shard_rows=1, actors=1, progress=True)
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("embed-dataset pointnet-mini:")]
+    assert job.shards == 5
+    assert [line.split(": ", 1)[1].split(" done")[0] for line in lines] == [f"shard {k}/5" for k in range(1, 6)]
+    assert all(" s)" in line for line in lines)
+
+
+def test_shard_progress_draws_a_bar_on_a_terminal(monkeypatch):
+    import io
+
+    from zoo.scale import ShardProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term, pipe = Terminal(), io.StringIO()
+    with ShardProgress(3, "m", stream=term) as shown:
+        for k in range(3):
+            shown.done({"name": f"s{k}", "seconds": 0.5})
+    assert "embed-dataset m" in term.getvalue() and "3/3" in term.getvalue() and "shard 1/3" not in term.getvalue()
+    with ShardProgress(2, "m", stream=pipe) as shown:
+        shown.done({"name": "a", "seconds": 1.0})
+        shown.done({"name": "b", "error": "bad file"})
+    assert pipe.getvalue().splitlines() == ["embed-dataset m: shard 1/2 done (a, 1.0 s)",
+                                            "embed-dataset m: shard 2/2 failed: bad file"]
+    with ShardProgress(2, "m", enabled=False, stream=pipe) as shown:
+        shown.done({"name": "c"})
+    assert len(pipe.getvalue().splitlines()) == 2

@@ -22,7 +22,7 @@ How it is laid out, and why:
   them to a fixed pool of actors (``ActorPoolStrategy``), each of which loads the zoo model once,
   reads its shard's items itself (Parquet row groups or files) and writes its shard file. Ray
   Data's own ``write_parquet`` names files by task and block, which a rerun cannot match, hence the
-  actors write. Ray's progress bar counts shards.
+  actors write. Progress counts finished shards (a bar, or a line per shard off a terminal).
 - Items already embedded in this exact space are taken from the embedding cache
   (:class:`zoo.cache.EmbeddingCache`, ``<output>/_cache.sqlite`` by default).
 - ``id_column`` (Parquet sources) names an input column whose values become the rows' ids instead of
@@ -703,7 +703,7 @@ def embed_dataset(model: str, source: Any, output: str | os.PathLike, *, column:
         num_cpus: CPUs of the local Ray started for the job (default: all).
         address: an existing Ray cluster instead (its workers must see ``output``).
         cache: True for ``<output>/_cache.sqlite``, a path for another file, False for none.
-        progress: Ray Data's progress bars.
+        progress: count finished shards on stderr (a bar on a terminal, else a line per shard).
         suffixes: file suffixes taken from a folder (default: those of the modality).
         task_instruction, prompt_name, batch_size: as in ``embed``.
         id_column: a Parquet column (str or int values, each once in the job) whose values become the output's
@@ -756,7 +756,7 @@ def _run_shards(todo: list[dict], *, model: str, output: Path, modality: str | N
         if actors is None:
             actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus_per_actor)
         ctx = ray.data.DataContext.get_current()
-        saved, ctx.enable_progress_bars = ctx.enable_progress_bars, progress
+        saved, ctx.enable_progress_bars = ctx.enable_progress_bars, False  # Ray's bars count blocks, not shards
         try:
             ds = ray.data.from_items([{"task": json.dumps(t)} for t in todo], override_num_blocks=len(todo))
             ds = ds.map_batches(
@@ -764,9 +764,44 @@ def _run_shards(todo: list[dict], *, model: str, output: Path, modality: str | N
                 num_cpus=cpus_per_actor,
                 fn_constructor_kwargs=dict(model=model, output=str(output.resolve()), modality=modality, cache=cache,
                                            threads=cpus_per_actor, embed_rows=embed_rows, options=options))
-            return ds.take_all()
+            stats: list[dict] = []
+            with ShardProgress(len(todo), model, enabled=progress) as shown:
+                for row in ds.iter_rows():
+                    stats.append(row)
+                    shown.done(row)
+            return stats
         finally:
             ctx.enable_progress_bars = saved
+
+
+class ShardProgress:
+    """Shards done out of the job's: a tqdm bar on a terminal, else one plain line per finished shard (a log
+    file or CI output gets ``embed-dataset MODEL: shard 3/5 done (...)``, not carriage-return redraws)."""
+
+    def __init__(self, total: int, model: str, *, enabled: bool = True, stream=None):
+        self.total, self.model, self.enabled, self.count = total, model, enabled, 0
+        self.stream = stream or sys.stderr
+        self.bar = None
+
+    def __enter__(self) -> ShardProgress:
+        if self.enabled and self.stream.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, desc=f"embed-dataset {self.model}", unit="shard", file=self.stream)
+        return self
+
+    def done(self, row: dict) -> None:
+        self.count += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.enabled:
+            what = f"failed: {row['error']}" if row.get("error") else \
+                f"done ({row.get('name', '?')}, {float(row.get('seconds', 0)):.1f} s)"
+            print(f"embed-dataset {self.model}: shard {self.count}/{self.total} {what}", file=self.stream, flush=True)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 # -- command line (wired as `zoo embed-dataset`) --------------------------------------------------
@@ -782,7 +817,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray started for the job")
     parser.add_argument("--address", help="an existing Ray cluster (e.g. auto or ray://host:10001)")
     parser.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
-    parser.add_argument("--no-progress", action="store_true", help="hide Ray Data's progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="print no per-shard progress")
     parser.add_argument("--instruction", help="task instruction (models with an instruction template)")
     parser.add_argument("--prompt-name", help="a named prompt of the card, e.g. passage")
     parser.set_defaults(func=run_command)

@@ -25,6 +25,7 @@ a ``zoo.load`` option; a subclass that reads more from ``self.options`` lists th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import numbers
@@ -98,6 +99,9 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_renew_locks_after_fork)
 
 
+_UNITS = {"text": "text", "code": "snippet", "image": "image", "audio": "clip", "points": "cloud"}
+
+
 @dataclass
 class EmbedContext:
     """Per-call settings handed to ``_encode``."""
@@ -110,6 +114,35 @@ class EmbedContext:
     prompt: str | None = None
     low_memory: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    bar: Any = None  # the call's progress bar (tqdm) while ``progress`` is on; see advance()
+
+    def advance(self, n: int) -> None:
+        """Count ``n`` more items done on the call's progress bar (nothing when there is none). Adapters call it
+        per batch; the bar is completed when ``_encode`` returns, so one that never calls it still shows one."""
+        if self.bar is not None:
+            self.bar.update(n)
+
+
+def _new_bar(total: int, desc: str, unit: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit)
+
+
+@contextlib.contextmanager
+def progress_bar(ctx: EmbedContext, total: int, desc: str, unit: str):
+    """A tqdm bar over ``total`` items in ``ctx.bar`` while ``ctx.progress`` is on (on stderr; a plain line per
+    update when stderr is not a terminal is tqdm's own behaviour), filled up and closed on the way out."""
+    if not ctx.progress or total <= 0:
+        yield
+        return
+    ctx.bar = _new_bar(total=total, desc=desc, unit=unit)
+    try:
+        yield
+        ctx.bar.update(total - ctx.bar.n)
+    finally:
+        ctx.bar.close()
+        ctx.bar = None
 
 
 def as_item_list(inputs: Any) -> list:
@@ -452,7 +485,8 @@ class BaseEmbedder:
                            low_memory=low_memory)
         items = self._apply_prompts(items, modality, ctx)
         if items:
-            vectors = np.asarray(self._encode(items, modality, ctx), dtype=np.float32)
+            with progress_bar(ctx, len(items), f"embed {self.name}", _UNITS.get(modality, "item")):
+                vectors = np.asarray(self._encode(items, modality, ctx), dtype=np.float32)
         else:
             vectors = np.zeros((0, self.dim), dtype=np.float32)
         if vectors.shape != (len(items), self.dim):

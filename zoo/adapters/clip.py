@@ -380,6 +380,7 @@ class OpenCLIPEmbedder(BaseEmbedder):
             emb = self.model.encode_image(batch.to(self.device, self.compute_dtype))
             out[row : row + len(emb)] = emb.float().cpu().numpy()
             row += len(emb)
+            ctx.advance(len(emb))
         return out
 
     # -- texts -------------------------------------------------------------------------------------------------------
@@ -412,4 +413,5 @@ class OpenCLIPEmbedder(BaseEmbedder):
             batch = ids[rows].to(self.device)
             emb = tower(batch) if tower is not None else self.model.encode_text(batch)
             out[rows.numpy()] = emb.float().cpu().numpy()
+            ctx.advance(len(rows))
         return out

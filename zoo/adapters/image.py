@@ -189,7 +189,8 @@ class ImageEmbedder(ClassifyingMixin, BaseEmbedder):
 
     # -- running the network --------------------------------------------------------------------
     @torch.inference_mode()
-    def _run(self, images: list, batch_size: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    def _run(self, images: list, batch_size: int | None,
+             advance: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Pooled features (N, D) and class probabilities (N, C) or None, for RGB PIL images."""
         rows = batch_size or self.max_rows
         feats, probs = [], []
@@ -199,13 +200,15 @@ class ImageEmbedder(ClassifyingMixin, BaseEmbedder):
             feats.append(f.float().cpu().numpy())
             if logits is not None:
                 probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+            if advance is not None:
+                advance(len(x))
         return np.concatenate(feats), (np.concatenate(probs) if probs else None)
 
     def _check(self, inputs: list, modality: str) -> list:
         return load_images(inputs)
 
     def _encode(self, items: list, modality: str, ctx: EmbedContext) -> np.ndarray:
-        feats, probs = self._run(items, ctx.batch_size)
+        feats, probs = self._run(items, ctx.batch_size, ctx.advance)
         self.keep_probabilities(ctx, probs)
         return feats
 

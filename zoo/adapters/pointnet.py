@@ -30,6 +30,7 @@ holds the class names and the architecture sizes, so the file alone rebuilds the
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,8 @@ class PointNetEmbedder(ClassifyingMixin, BaseEmbedder):
         return torch.from_numpy(np.stack([normalize_unit_sphere(c[:, :3]) for c in clouds]))
 
     @torch.inference_mode()
-    def _run(self, clouds: list[np.ndarray], batch_size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, clouds: list[np.ndarray], batch_size: int | None,
+             advance: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings (B, D) and class probabilities (B, C) of loaded clouds."""
         rows = batch_size or self.max_rows
         feats, probs = [], []
@@ -148,13 +150,15 @@ class PointNetEmbedder(ClassifyingMixin, BaseEmbedder):
             f, logits = self.model(self.prepare(clouds[start : start + rows]).to(self.device))
             feats.append(f.float().cpu().numpy())
             probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+            if advance is not None:
+                advance(len(f))
         return np.concatenate(feats), np.concatenate(probs)
 
     def _check(self, inputs: list, modality: str) -> list:
         return load_point_clouds(inputs, n_points=self.n_points)
 
     def _encode(self, items: list, modality: str, ctx: EmbedContext) -> np.ndarray:
-        feats, probs = self._run(items, ctx.batch_size)
+        feats, probs = self._run(items, ctx.batch_size, ctx.advance)
         self.keep_probabilities(ctx, probs)
         return feats
 

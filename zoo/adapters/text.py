@@ -447,11 +447,6 @@ class TextEmbedder(BaseEmbedder):
     def _encode(self, items: list, modality: str, ctx: EmbedContext) -> np.ndarray:
         out = np.empty((len(items), self.dim), dtype=np.float32)
         max_rows = ctx.batch_size or self.max_rows
-        bar = None
-        if ctx.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(items), desc=f"embed {self.name}", unit="text")
         if not ctx.truncate:  # find an over-long item before any forward pass is spent
             for start in range(0, len(items), CHUNK):
                 self.tokenize(items[start : start + CHUNK], ctx, offset=start)
@@ -462,8 +457,5 @@ class TextEmbedder(BaseEmbedder):
                 out[[start + i for i in batch]] = emb
                 if ctx.low_memory:
                     release_memory()
-                if bar is not None:
-                    bar.update(len(batch))
-        if bar is not None:
-            bar.close()
+                ctx.advance(len(batch))
         return out

@@ -299,11 +299,6 @@ class VLMEmbedder(BaseEmbedder):
             for start in chunks:
                 for i, item in enumerate(items[start : start + CHUNK], start):
                     self._fit(self.backbone.prepare(item, i), i, ctx)
-        bar = None
-        if ctx.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(items), desc=f"embed {self.name}", unit="item")
         for start in chunks:
             prepared = [self._fit(self.backbone.prepare(it, i), i, ctx)
                         for i, it in enumerate(items[start : start + CHUNK], start)]
@@ -316,8 +311,5 @@ class VLMEmbedder(BaseEmbedder):
                                             max_rows=ctx.batch_size or self.max_rows):
                     rows = [members[j] for j in batch]
                     out[[start + i for i in rows]] = self.forward([prepared[i] for i in rows]).cpu().numpy()
-                    if bar is not None:
-                        bar.update(len(rows))
-        if bar is not None:
-            bar.close()
+                    ctx.advance(len(rows))
         return out

@@ -230,6 +230,7 @@ class WhisperEmbedder(BaseEmbedder):
     def _encode(self, items: list, modality: str, ctx: EmbedContext) -> np.ndarray:
         sums = np.zeros((len(items), self.dim), dtype=np.float64)
         counts = np.zeros(len(items), dtype=np.int64)
+        done = 0
         for owners, chunks in self._batches(items, ctx.batch_size):
             hidden = self.backend.encode(self.features(chunks))
             if hidden.shape[1:] != (MAX_FRAMES, self.dim):
@@ -238,6 +239,9 @@ class WhisperEmbedder(BaseEmbedder):
                 k = real_frames(len(chunk))
                 sums[owner] += frames[:k].sum(axis=0, dtype=np.float64)
                 counts[owner] += k
+            finished = owners[-1] if owners[-1] == len(items) - 1 else owners[-1] - 1  # its last chunk may follow
+            ctx.advance(max(finished + 1 - done, 0))
+            done = max(done, finished + 1)
         ctx.info["pooling"] = "mean over real encoder frames"
         return (sums / counts[:, None]).astype(np.float32)
 
