@@ -11,6 +11,10 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 RESULTS = Path(os.environ.get("ZOO_BENCH_RESULTS") or Path(__file__).parent / "results")
 """Where results go: ``bench/results`` unless ZOO_BENCH_RESULTS names another folder (quick runs)."""
@@ -137,3 +141,35 @@ def write_summary(name: str, command: str, rows: list[Row], notes: list[str] | t
     path.write_text(json.dumps({"name": name, "command": command, "rows": [asdict(r) for r in rows],
                                 "notes": list(notes)}, indent=1), encoding="utf-8")
     return path
+
+
+# -- exact search baseline (search and binary_search) ----------------------------------------------------------------
+BLOCK_FLOATS = 1 << 25  # the baseline's score block: 128 MB of float32, as the store's
+
+
+def numpy_topk(q: np.ndarray, x: np.ndarray, k: int = 10) -> np.ndarray:
+    """Exact top-k row indices by dot product: chunked matmul, argpartition, then a sort of the k."""
+    import numpy as np
+
+    rows = max(1, BLOCK_FLOATS // len(x))
+    out = []
+    for s in range(0, len(q), rows):
+        sims = q[s:s + rows] @ x.T
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1)
+        out.append(np.take_along_axis(part, order, axis=1))
+    return np.vstack(out)
+
+
+def recall(found, truth: np.ndarray) -> float:
+    """Mean |found_i & truth_i| / k; ``found`` is SearchResults or an id matrix."""
+    import numpy as np
+
+    ids = [[h.id for h in hits] for hits in found] if not isinstance(found, np.ndarray) else found.tolist()
+    return float(np.mean([len(set(f) & set(t.tolist())) / len(t) for f, t in zip(ids, truth, strict=True)]))
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0

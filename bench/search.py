@@ -33,13 +33,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Row, alternate, machine, peak_rss_mb, ratio_met, reset_peak_rss, write_result, write_summary  # noqa: E402, I001
+from common import (  # noqa: E402, I001
+    Row, alternate, machine, numpy_topk, peak_rss_mb, ratio_met, recall, reset_peak_rss, timed, write_result,
+    write_summary,
+)
 
 from zoo.embeddings import Embeddings  # noqa: E402
 from zoo.store import ANN_THRESHOLD, VectorStore  # noqa: E402
 
 DIM, K, ROWS_PER_CLUSTER = 384, 10, 100
-BLOCK_FLOATS = 1 << 25  # the baseline's score block: 128 MB of float32, as the store's
 
 
 class Mixture:
@@ -62,30 +64,6 @@ class Mixture:
             v = self.centers[labels] + self.spread[labels, None] * noise
             out[s:s + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
         return out
-
-
-def numpy_topk(q: np.ndarray, x: np.ndarray, k: int = K) -> np.ndarray:
-    """Exact top-k row indices by dot product: chunked matmul, argpartition, then a sort of the k."""
-    rows = max(1, BLOCK_FLOATS // len(x))
-    out = []
-    for s in range(0, len(q), rows):
-        sims = q[s:s + rows] @ x.T
-        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1)
-        out.append(np.take_along_axis(part, order, axis=1))
-    return np.vstack(out)
-
-
-def recall(found, truth: np.ndarray) -> float:
-    """Mean |found_i & truth_i| / k; ``found`` is SearchResults or an id matrix."""
-    ids = [[h.id for h in hits] for hits in found] if not isinstance(found, np.ndarray) else found.tolist()
-    return float(np.mean([len(set(f) & set(t.tolist())) / len(t) for f, t in zip(ids, truth, strict=True)]))
-
-
-def timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
 
 
 def bench_size(n: int, args, rows: list, setup: list, sweep: list, summary: list) -> None:
