@@ -38,6 +38,16 @@ def _unit(q: np.ndarray) -> np.ndarray:
     return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
 
 
+@pytest.fixture(params=["faiss", "numpy"])
+def kernel(request, monkeypatch):
+    """Binary searches run once with faiss's Hamming kernel and once with numpy's."""
+    if request.param == "faiss":
+        pytest.importorskip("faiss")
+    else:
+        monkeypatch.setattr(zoo.store, "_faiss", lambda: None)
+    return request.param
+
+
 def _reference(q: np.ndarray, x: np.ndarray, k: int, c: int, rescore: np.ndarray | None):
     """sentence-transformers' recipe in plain numpy: Hamming top-c on the sign bits (ties by id), rescored with
     the float query against ``rescore`` rows or the bits as +-1 (divided by sqrt(dim)); top-k (ties by id)."""
@@ -56,7 +66,7 @@ def _reference(q: np.ndarray, x: np.ndarray, k: int, c: int, rescore: np.ndarray
 
 
 @pytest.mark.parametrize("precision", ["ubinary", "binary"])
-def test_binary_search_is_hamming_then_rescoring_with_the_float_query(tmp_path, precision):
+def test_binary_search_is_hamming_then_rescoring_with_the_float_query(tmp_path, precision, kernel):
     x, q = _data(600), _data(7, seed=1) + 0.01
     coll = VectorStore(tmp_path).collection("bits")
     coll.add(_emb(quantize(x, precision), precision), [f"i{i}" for i in range(600)], [{"n": i} for i in range(600)])
@@ -76,7 +86,7 @@ def test_binary_search_is_hamming_then_rescoring_with_the_float_query(tmp_path, 
 
 
 @pytest.mark.parametrize("kind", ["int8", "float32"])
-def test_binary_search_rescores_with_rescore_vectors(tmp_path, kind):
+def test_binary_search_rescores_with_rescore_vectors(tmp_path, kind, kernel):
     x, q = _data(800, seed=2), _data(6, seed=3)
     extra = quantize(x, "int8") if kind == "int8" else x
     coll = VectorStore(tmp_path).collection("rescored")
@@ -113,7 +123,7 @@ def test_int8_collections_are_scanned_with_the_float_query(tmp_path):
         coll.search(_emb(q), exact=False)
 
 
-def test_filters_apply_to_quantized_searches(tmp_path):
+def test_filters_apply_to_quantized_searches(tmp_path, kernel):
     x, q = _data(400, seed=6), _data(4, seed=7)
     store = VectorStore(tmp_path)
     bits, codes = store.collection("bits"), store.collection("codes")
@@ -180,14 +190,14 @@ def test_the_checksum_covers_the_stored_bits(tmp_path):
 @pytest.mark.parametrize(("n", "m", "c", "nbytes", "threads"),
                          [(1000, 3, 7, 45, 1), (140_000, 4, 40, 16, 2), (70_000, 2, 5000, 24, 1), (10, 4, 20, 8, 1),
                           (9000, 1, 1, 5, 1)])
-def test_hamming_topk_matches_brute_force(monkeypatch, n, m, c, nbytes, threads):
+def test_hamming_topk_matches_brute_force(monkeypatch, kernel, n, m, c, nbytes, threads):
     monkeypatch.setattr(zoo.store, "_threads", lambda: threads)
     rng = np.random.default_rng(n)
     packed = rng.integers(0, 256, (n, nbytes), dtype=np.uint8)
     packed[5:60] = packed[4]  # many rows at the same distance: ties go to the lower position
     queries = rng.integers(0, 256, (m, nbytes), dtype=np.uint8)
     queries[0] = packed[4]
-    pos, dist = hamming_topk(zoo.store._words(queries).T.copy(), zoo.store._words(packed), c)
+    pos, dist = hamming_topk(queries, packed, c)
     brute = np.stack([np.unpackbits(packed ^ qrow, axis=1).sum(1) for qrow in queries])
     want = np.stack([np.lexsort((np.arange(n), row))[:min(c, n)] for row in brute])
     assert pos.tolist() == want.tolist()
