@@ -26,19 +26,27 @@ For each rescoring a sweep over ``rescore_multiplier`` gives recall@10 and speed
 smallest multiplier reaching recall@10 >= 0.95 (or the largest tried) is timed against numpy in alternating
 pairs twice: all queries in one call (batched: numpy's matmul is at its best) and one query per call on
 ``--single`` of them (latency). Speed-up = numpy time / store time, medians of the pairs.
+
+OpenBLAS's idle threads spin for about 2^28 cycles (a tenth of a second) after each of numpy's calls before
+they sleep; in alternating pairs they would hold a core through most of the store's next turn (its Hamming
+scan runs on both cores). OPENBLAS_THREAD_TIMEOUT=4 (set here unless given) makes them sleep at once, so
+each side is timed on an idle machine; numpy's own times do not change with it.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # before numpy loads OpenBLAS: see the docstring
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, alternate, machine, numpy_topk, peak_rss_mb, recall, timed, write_result, write_summary  # noqa: E402
