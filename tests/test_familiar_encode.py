@@ -410,3 +410,26 @@ def test_interleaved_dicts_and_conversations_on_a_vision_language_model(tiny_vlm
     np.testing.assert_allclose(got[2], instructed, atol=1e-6)
     with pytest.raises(InvalidInputError, match="builds its prompts itself"):
         model.encode([text], prompt="Represent this: ")
+
+
+@pytest.mark.parametrize("with_normalize", [True, False])
+def test_a_local_sentence_transformers_folder_encodes_as_sentence_transformers(minilm, tmp_path, with_normalize):
+    """``local-dir:`` folders follow their own modules.json: normalized only where it ends with a Normalize module
+    (the all-MiniLM-L6-v2 folder as shipped, and a copy with that module taken out)."""
+    import json
+    import shutil
+
+    folder = tmp_path / "st-folder"
+    shutil.copytree(minilm.resolved.path, folder)
+    if not with_normalize:
+        modules = json.loads((folder / "modules.json").read_text())
+        kept = [m for m in modules if not m["type"].endswith("Normalize")]
+        assert len(kept) == len(modules) - 1
+        (folder / "modules.json").write_text(json.dumps(kept))
+    ours = zoo.load(f"local-dir:{folder}")
+    ref = st.SentenceTransformer(str(folder), device="cpu")
+    texts = TEXTS[:6]
+    got, want = ours.encode(texts), ref.encode(texts)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-4) == with_normalize
+    assert ours.card.normalize == with_normalize

@@ -70,7 +70,7 @@ def _sentence_transformers_facts(folder: Path) -> dict:
         "default_prompt": default if default in prompts else "",
         "dim": dim or int(_json(folder / "config.json").get("hidden_size") or 0),
         "tags": ["sentence-transformers"] if modules else [],
-        "_normalize": normalize,
+        "normalize": normalize,  # whether the pipeline ends in Normalize: what encode() gives by default
     }
 
 
@@ -78,7 +78,6 @@ def card_for_folder(name: str, folder: Path, source: Source | None = None) -> Mo
     if not (folder / "config.json").is_file():
         raise WeightsUnavailableError(f"{name}: {folder} has no config.json; is it a transformers model folder?")
     facts = _sentence_transformers_facts(folder)
-    facts.pop("_normalize")
     if not facts["dim"]:
         raise InvalidInputError(f"{name}: cannot tell the embedding size from {folder}/config.json")
     return ModelCard(
