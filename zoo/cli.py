@@ -52,6 +52,10 @@ FLAG_HINTS: tuple[tuple[str, str], ...] = (
     (r"(?<![\w.])dim must be\b", "--dim must be"),
     (r"(?<![\w.])precision must be\b", "--precision must be"),
     (r"(?<![\w.])batch_size must be\b", "--batch-size must be"),
+    # ad-hoc names whose files are not here
+    (r"\bdownload=False forbids downloads\b", "this command downloads nothing"),
+    (r"\bcall zoo\.load\((['\"])(.*?)\1\) once with downloads allowed\b",
+     r"run `zoo fetch \2` with downloads allowed"),
 )
 
 
@@ -301,8 +305,13 @@ def _cmd_embed_dataset(args: argparse.Namespace) -> int:
 # -- fetch, verify, compat ----------------------------------------------------------------------
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from zoo import registry
+    from zoo.adhoc import is_adhoc, resolve_adhoc
     from zoo.sources import fetch
 
+    if is_adhoc(args.name):  # open_clip:, timm:, hf-hub: names: what zoo.load would download
+        card, resolved = resolve_adhoc(args.name, download=True)
+        print(f"{card.name}: {resolved.origin} {resolved.path}")
+        return 0
     card = registry.card(args.name)
     for resolved in fetch(card):
         print(f"{card.name}: {resolved.source.describe()}: {resolved.origin} {resolved.path}")

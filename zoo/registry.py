@@ -232,9 +232,17 @@ def _hint_for(name: str) -> str | None:
 
 def card(name: str) -> ModelCard:
     """The card of a registered model. Raises UnknownModelError with suggestions, or CardError
-    when the name's user card exists but was skipped (malformed)."""
+    when the name's user card exists but was skipped (malformed).
+
+    An ad-hoc name (``open_clip:``, ``timm:``, ``hf-hub:``, ``local-dir:``) gives the card
+    ``zoo.load`` would make for it from the files already here (nothing is downloaded; a
+    WeightsUnavailableError says how to get them)."""
     if not isinstance(name, str):
         raise InvalidInputError(f"a model name is a string, not {type(name).__name__}")
+    from zoo.adhoc import is_adhoc, resolve_adhoc
+
+    if is_adhoc(name):
+        return resolve_adhoc(name, download=False)[0]
     table = _table()
     if name in table:
         return table[name]
