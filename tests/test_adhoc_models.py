@@ -13,6 +13,7 @@ num_classes=0)`` with timm's own data config, reading the same cache.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import warnings
@@ -351,3 +352,23 @@ def test_the_cli_says_how_to_get_a_missing_ad_hoc_model_in_its_own_words(offline
     assert "run `zoo fetch timm:vit_tiny_patch16_224` with downloads allowed" in err and "zoo.load(" not in err
     assert main(["fetch", "timm:vit_tiny_patch16_224"]) == 1  # the offline hub: its variable named as the reason
     assert re.search(r"(ZOO|HF_HUB)_OFFLINE=1 forbids downloads", capsys.readouterr().err)
+
+
+def test_an_uncached_hugging_face_tokenizer_of_an_open_clip_arch_is_named(offline_hub):
+    """SigLIP, XLM-R and other Hugging Face text towers take their tokenizer from the hub: offline and not cached,
+    loading says which repository it needs instead of passing on transformers' OSError."""
+    import open_clip
+
+    from zoo.adapters.clip import _named_tokenizer
+
+    arch = "ViT-B-16-SigLIP-i18n-256"
+    card = dataclasses.replace(zoo.card("clip-vit-b-32-laion2b"), name=f"open_clip:{arch}",
+                               options={"open_clip_arch": arch})
+    with pytest.raises(WeightsUnavailableError) as exc:
+        _named_tokenizer(open_clip, card)
+    msg = str(exc.value)
+    assert msg.startswith(f"open_clip:{arch}: open_clip could not make the tokenizer")
+    assert "Hugging Face repository timm/ViT-B-16-SigLIP-i18n-256" in msg
+    assert "hf download timm/ViT-B-16-SigLIP-i18n-256" in msg
+    assert _named_tokenizer(open_clip, dataclasses.replace(card, options={"open_clip_arch": "ViT-B-32"}))(
+        ["a dog"]).shape == (1, 77)  # open_clip's own BPE tokenizer needs nothing from the hub

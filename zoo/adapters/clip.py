@@ -49,7 +49,7 @@ from zoo.errors import (
     require,
 )
 from zoo.modelcard import ModelCard
-from zoo.sources import Resolved, check_format
+from zoo.sources import Resolved, check_format, hf_cache_dir
 
 DEFAULT_IMAGE_BATCH = 32
 DEFAULT_TEXT_BATCH = 256
@@ -269,6 +269,32 @@ def checked_pickle(path: Path, card: ModelCard) -> None:
                                    f"(torch.load(weights_only=True) refused it: {exc})") from exc
 
 
+def _hf_hint(open_clip, arch: str, key: str, what: str) -> str:
+    """Where an architecture's Hugging Face text part comes from, for an error: ``key`` of its text config
+    (``hf_model_name`` or ``hf_tokenizer_name``) names the hub repository open_clip reads it from."""
+    repo = ((open_clip.get_model_config(arch) or {}).get("text_cfg") or {}).get(key) or ""
+    if not repo:
+        return ""
+    return (f": its {what} is the Hugging Face repository {repo}, not in the cache {hf_cache_dir()}; get it with "
+            f"`hf download {repo}` on a machine with network and bring the cache here, or load once with "
+            "downloads allowed")
+
+
+def _named_tokenizer(open_clip, card: ModelCard):
+    """open_clip's tokenizer for an ``open_clip:`` name; one from the Hugging Face hub that is not cached (SigLIP,
+    XLM-R and other HF text towers) is a WeightsUnavailableError naming its repository."""
+    arch = card.options["open_clip_arch"]
+    try:
+        with _quiet_open_clip():
+            return open_clip.get_tokenizer(arch)
+    except (OSError, ValueError) as exc:
+        hint = _hf_hint(open_clip, arch, "hf_tokenizer_name", "tokenizer")
+        if not hint:
+            raise
+        raise WeightsUnavailableError(f"{card.name}: open_clip could not make the tokenizer of {arch}{hint} "
+                                      f"({type(exc).__name__}: {' '.join(str(exc).split())})") from exc
+
+
 def named_model(open_clip, card: ModelCard, folder: Path, pretrained: bool | None):
     """Model and eval transform of an ad-hoc ``open_clip:ARCH[/TAG]`` card, with its weights (or random ones).
 
@@ -296,8 +322,9 @@ def named_model(open_clip, card: ModelCard, folder: Path, pretrained: bool | Non
                 image_mean=pp.get("mean"), image_std=pp.get("std"), image_interpolation=pp.get("interpolation"),
                 image_resize_mode=pp.get("resize_mode"), pretrained_text=False)
     except (OSError, RuntimeError, ValueError) as exc:  # e.g. a Hugging Face text tower whose config is not cached
-        raise WeightsUnavailableError(f"{card.name}: open_clip could not build {arch} "
-                                      f"({type(exc).__name__}: {exc})") from exc
+        raise WeightsUnavailableError(f"{card.name}: open_clip could not build {arch}"
+                                      f"{_hf_hint(open_clip, arch, 'hf_model_name', 'text tower config')} "
+                                      f"({type(exc).__name__}: {' '.join(str(exc).split())})") from exc
     if not random:
         checkpoint = folder / card.options["weights_file"]
         if checkpoint.suffix != ".safetensors":
@@ -326,7 +353,7 @@ class OpenCLIPEmbedder(BaseEmbedder):
         self.workers = default_workers() if workers is None else int(workers)
         if "open_clip_arch" in card.options:  # an ad-hoc open_clip:ARCH[/TAG] name
             model, preprocess = named_model(open_clip, card, folder, pretrained)
-            tokenizer = open_clip.get_tokenizer(card.options["open_clip_arch"])
+            tokenizer = _named_tokenizer(open_clip, card)
             made = card.options.get("weights_file", "random weights")
         else:
             if pretrained is False:
