@@ -87,6 +87,7 @@ def test_the_same_cloud_gives_the_same_points_anywhere_in_a_batch():
     (np.ones((100, 3)), "same point"),
     (np.array([[0.0, 0.0, np.nan], [1.0, 1.0, 1.0]]), "NaN"),
     (np.array([[0.0, 0.0, np.inf], [1.0, 1.0, 1.0]]), "NaN"),
+    (np.array([[0.0, 0.0, 1e39], [1.0, 1.0, 1.0]]), "beyond float32's range"),  # found by the .npy fuzz suite
     (np.zeros((10, 4)), r"\(N, 3\) or \(N, 6\)"),
     (np.zeros((10, 3, 1)), r"\(N, 3\) or \(N, 6\)"),
     (np.zeros(30), r"\(N, 3\) or \(N, 6\)"),

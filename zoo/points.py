@@ -48,6 +48,8 @@ MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_MESH_BYTES = 64 * 1024 * 1024
 #: Most points a file may declare (a ``.npy`` or ``.ply`` header), before any is read.
 MAX_POINTS = 50_000_000
+#: Largest coordinate magnitude: clouds are float32 (a larger float64 value would become infinite).
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Most faces a mesh may have.
 MAX_FACES = 5_000_000
 
@@ -82,6 +84,9 @@ def _as_cloud(a: Any, index: int) -> np.ndarray:
     a = a.astype(np.float64)
     if not np.isfinite(a).all():
         raise InvalidInputError("point cloud has NaN or infinite values", index=index)
+    if np.abs(a).max() > _FLOAT32_MAX:  # finite as float64, infinite once made float32
+        raise InvalidInputError(f"point cloud has values beyond float32's range (|v| <= {_FLOAT32_MAX:.4g})",
+                                index=index)
     xyz = a[:, :3]
     if not (xyz != xyz[0]).any():
         raise InvalidInputError("every point of the cloud is the same point: it has no shape", index=index)
