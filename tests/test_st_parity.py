@@ -283,10 +283,22 @@ def test_clap_audio_matches_with_the_feature_extractors_padding(name, clap):
     assert row_cos(ours.embed(mine).vectors, ref.encode(theirs, processing_kwargs=REPEATPAD)).min() >= PARITY
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sentence-transformers 6.2 bug: its default audio kwargs padding=True (base/modules/transformer.py, "
-    "Transformer.preprocess) replace ClapFeatureExtractor's padding mode 'repeatpad', so a clip under 10 s is "
-    "zero-padded instead of repeated as CLAP was trained"))
+def _padding_true_is_not_the_extractors_mode() -> bool:
+    """Whether ClapFeatureExtractor takes ``padding=True`` as something other than its own mode ('repeatpad'):
+    transformers releases before 5.22 do (zero padding); later ones map True to the extractor's mode."""
+    from transformers import ClapFeatureExtractor
+
+    extractor = ClapFeatureExtractor()
+    clip = np.sin(np.arange(12_000) / 7.0).astype(np.float32)  # a quarter second: padded either way
+    told = extractor(clip, sampling_rate=48_000, padding=True, return_tensors="np")["input_features"]
+    own = extractor(clip, sampling_rate=48_000, return_tensors="np")["input_features"]
+    return not np.allclose(told, own)
+
+
+@pytest.mark.xfail(_padding_true_is_not_the_extractors_mode(), strict=True, reason=(
+    "sentence-transformers 6.2's default audio kwargs padding=True (base/modules/transformer.py, "
+    "Transformer.preprocess) replace ClapFeatureExtractor's padding mode 'repeatpad' where the extractor reads True "
+    "as zero padding, so a clip under 10 s is zero-padded instead of repeated as CLAP was trained"))
 def test_clap_audio_matches_with_st_defaults(clap):
     ours, ref = clap("clap-htsat-unfused")
     mine, theirs = clap_clips()
