@@ -25,7 +25,7 @@ from tests.fixtures.tiny_vlm import (  # noqa: F401
     tiny_vlm_cache,
     write_adapter,
 )
-from zoo.adapters.vlm import VLMItem, build_prompt
+from zoo.adapters.vlm_inputs import VLMItem, build_prompt
 from zoo.errors import InputTooLargeError, InvalidInputError, UnsafeModelFileError, WeightsUnavailableError
 from zoo.lora import merge_adapter, read_adapter, resolve_adapter
 

@@ -15,7 +15,7 @@ import torch
 import zoo
 from tests.fixtures.tiny_vlm import tiny_vlm_cache  # noqa: F401
 from tests.test_vlm import CAPTION_Q, IMAGE_Q, Recorder, _image, _tokens
-from zoo.adapters.vlm import VLMItem, build_prompt
+from zoo.adapters.vlm_inputs import VLMItem, build_prompt
 from zoo.adapters.vlm_qwen import fetch_size, vlm2vec_size
 from zoo.errors import InvalidInputError
 

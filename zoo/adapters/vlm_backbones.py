@@ -30,7 +30,7 @@ import torch
 
 from zoo.adapters import guards
 from zoo.adapters.text import quiet_transformers
-from zoo.adapters.vlm import Prepared
+from zoo.adapters.vlm_inputs import Prepared
 from zoo.errors import CardError, InputTooLargeError, InvalidInputError
 
 

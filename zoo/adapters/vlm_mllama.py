@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from zoo.adapters import guards
-from zoo.adapters.vlm import Prepared, VLMItem, positions
 from zoo.adapters.vlm_backbones import Backbone, pad_tokens, pil_processor
+from zoo.adapters.vlm_inputs import Prepared, VLMItem, positions
 
 
 class Mllama(Backbone):

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from zoo.adapters.vlm import Prepared, VLMItem, positions
 from zoo.adapters.vlm_backbones import Backbone, pad_tokens, pil_processor
+from zoo.adapters.vlm_inputs import Prepared, VLMItem, positions
 from zoo.errors import CardError, InvalidInputError
 
 
