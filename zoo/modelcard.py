@@ -18,6 +18,7 @@ from typing import Any, Literal
 from zoo.card_sources import HEX64, Source, source_from
 from zoo.errors import CardError
 from zoo.examples import Example, example_from
+from zoo.modelcard_md import render
 
 MODALITIES = ("text", "code", "image", "audio", "points", "video", "interleaved")
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -100,8 +101,7 @@ class ModelCard:
         return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
 
     def to_markdown(self) -> str:
-        from zoo.modelcard_md import render
-
+        """The card as a Hugging Face style README: YAML front matter, then Markdown."""
         return render(self)
 
 

@@ -1,12 +1,15 @@
-"""Render a ModelCard as a Hugging Face style README: YAML front matter, then Markdown."""
+"""Render a ModelCard as a Hugging Face style README: YAML front matter, then Markdown.
+
+Below ``zoo.modelcard`` (``ModelCard.to_markdown`` calls :func:`render`): it reads a card's fields and imports
+nothing of the zoo, so ``Card`` below is any object with ModelCard's fields.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from zoo.modelcard import ModelCard
+Card = Any  # a zoo.modelcard.ModelCard
 
 _PIPELINE = {"text": "sentence-similarity", "code": "sentence-similarity", "image": "image-feature-extraction"}
 
@@ -16,7 +19,7 @@ def _yaml_value(value) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _front_matter(card: ModelCard) -> str:
+def _front_matter(card: Card) -> str:
     hub = card.hub_source
     meta: dict[str, object] = {
         "license": card.license.lower(),
@@ -35,7 +38,7 @@ def _front_matter(card: ModelCard) -> str:
     return "\n".join(lines)
 
 
-def _fact_rows(card: ModelCard) -> list[tuple[str, str]]:
+def _fact_rows(card: Card) -> list[tuple[str, str]]:
     rows = [
         ("Registry name", f"`{card.name}`"),
         ("Adapter", f"`{card.adapter}`"),
@@ -63,7 +66,7 @@ def _fact_rows(card: ModelCard) -> list[tuple[str, str]]:
     return rows
 
 
-def render(card: ModelCard) -> str:
+def render(card: Card) -> str:
     out = [_front_matter(card), "", f"# {card.name}", "", card.description.strip(), ""]
     out += ["| | |", "|---|---|"]
     out += [f"| {k} | {v} |" for k, v in _fact_rows(card)]
