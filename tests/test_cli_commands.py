@@ -12,11 +12,11 @@ from zoo.cli import main
 
 @pytest.fixture
 def launched(monkeypatch):
-    """Replace zoo.demo with a module whose launch records its keywords (no Gradio server starts)."""
+    """Replace the demo module with one whose launch records its keywords (no Gradio server starts)."""
     calls = []
-    fake = types.ModuleType("zoo.demo")
+    fake = types.ModuleType("zoo.apps.demo")
     fake.launch = lambda **kwargs: calls.append(kwargs)
-    monkeypatch.setitem(__import__("sys").modules, "zoo.demo", fake)
+    monkeypatch.setitem(__import__("sys").modules, "zoo.apps.demo", fake)
     monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
     monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
     return calls

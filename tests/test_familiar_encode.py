@@ -188,7 +188,7 @@ def test_audio_dicts_equal_the_zoos_waveform_pairs():
     import soundfile as sf
 
     whisper = zoo.load("whisper-tiny-en")
-    wave, rate = sf.read(str(Path(zoo.__file__).parent / "data" / "speech" / "coffee.flac"), dtype="float32")
+    wave, rate = sf.read(str(Path(zoo.__file__).parent / "samples" / "speech" / "coffee.flac"), dtype="float32")
     expected = whisper.embed([(wave, rate)], normalize=whisper.card.normalize).vectors
     np.testing.assert_array_equal(whisper.encode({"array": wave, "sampling_rate": rate}), expected[0])
     batch = whisper.encode([{"audio": {"array": wave, "sampling_rate": rate}}, (wave, rate),

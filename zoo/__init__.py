@@ -17,7 +17,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import (
+from zoo import _moved
+
+_moved.install()  # the modules' paths from before the package was grouped by role (zoo.store, zoo.images...)
+
+from zoo.catalog.modelcard import ModelCard  # noqa: E402
+from zoo.catalog.registry import card, list_models, register, register_adapter  # noqa: E402
+from zoo.errors import (  # noqa: E402
     CardError,
     InputTooLargeError,
     IntegrityError,
@@ -30,8 +36,6 @@ from zoo.errors import (
     WeightsUnavailableError,
     ZooError,
 )
-from zoo.modelcard import ModelCard
-from zoo.registry import card, list_models, register, register_adapter
 
 if TYPE_CHECKING:
     from zoo.embeddings import Embeddings
@@ -64,7 +68,7 @@ __all__ = [
 
 def load(name: str, **kwargs: Any):
     """Load a model by name; see :func:`zoo.loader.load`."""
-    from zoo.loader import load as _load
+    from zoo.catalog.loader import load as _load
 
     return _load(name, **kwargs)
 
@@ -79,7 +83,7 @@ def similarity(a, b, **kwargs: Any):
 
 def stitch(model_a, model_b, anchors, **kwargs: Any):
     """Fit a stitch from one model's space to another's on shared anchors; see :func:`zoo.stitching.stitch`."""
-    from zoo.stitching import stitch as _stitch
+    from zoo.spaces.stitching import stitch as _stitch
 
     return _stitch(model_a, model_b, anchors, **kwargs)
 

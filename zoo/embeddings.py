@@ -347,7 +347,7 @@ def _joined(a, b, stitch: bool | str):
             f"cannot compare vectors from space {a.space!r} (model {a.model}) with space {b.space!r} "
             f"(model {b.model}) with stitch=False: embed both with one model, or join the spaces with a stitch"
         )
-    from zoo import stitching
+    from zoo.spaces import stitching
 
     if isinstance(stitch, str):
         st = stitching.load_stitch(stitch)

@@ -43,13 +43,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from zoo._memory import release_memory
+from zoo.catalog.modelcard import ModelCard
+from zoo.catalog.sources import Resolved
 from zoo.embeddings import PRECISION_DTYPES, PRECISIONS, Embeddings, l2_normalize, quantize, truncate_dim
 from zoo.errors import InputTooLargeError, InvalidInputError
-from zoo.modelcard import ModelCard
-from zoo.sources import Resolved
 
 if TYPE_CHECKING:
-    from zoo.cache import EmbeddingCache
+    from zoo.data.cache import EmbeddingCache
 
 TEXT_MODALITIES = ("text", "code")
 
@@ -353,7 +353,7 @@ class BaseEmbedder:
 
     def _embed_cached(self, inputs: list, cache: EmbeddingCache, call: dict[str, Any]) -> Embeddings:
         """``embed`` through the cache: look every item up, embed only the misses (once each), store them."""
-        from zoo.cache import content_key, space_fingerprint
+        from zoo.data.cache import content_key, space_fingerprint
 
         modality = call["modality"]
         space = {k: v for k, v in call.items() if k not in ("batch_size", "progress", "low_memory", "calibration")}

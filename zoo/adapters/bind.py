@@ -42,14 +42,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zoo._limits import FILE_SUFFIXES
 from zoo.adapters.base import TEXT_MODALITIES, BaseEmbedder, EmbedContext
 from zoo.adapters.text import check_texts
-from zoo.audio import load_audios
+from zoo.catalog.modelcard import MODALITIES, ModelCard
+from zoo.catalog.sources import Resolved
 from zoo.errors import CardError, IntegrityError, InvalidInputError, UnsafeModelFileError
-from zoo.images import load_images
-from zoo.modelcard import MODALITIES, ModelCard
-from zoo.sources import Resolved
+from zoo.inputs.audio import load_audios
+from zoo.inputs.images import load_images
+from zoo.inputs.limits import FILE_SUFFIXES
 
 EXPERT_KINDS = ("model", "conse", "transcript")
 HEAD_GROUPS = ("projs", "ib_projs")
@@ -440,7 +440,7 @@ class BindEmbedder(BaseEmbedder):
     def model(self, name: str) -> BaseEmbedder:
         """An expert's zoo model, loaded once."""
         if name not in self._models:
-            from zoo.loader import load
+            from zoo.catalog.loader import load
 
             self._models[name] = load(name)
         return self._models[name]

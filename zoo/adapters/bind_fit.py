@@ -144,10 +144,10 @@ def save_composite(network: BindNetwork, name: str, *, modalities: list[str], de
     the registry. ``bind_options`` is the ``[options.bind]`` table the network was built from
     (the spec's experts and routes); ``space`` defaults to the card name. Returns the card's path.
     """
-    from zoo import registry
-    from zoo.align._files import dump_toml
-    from zoo.modelcard import NAME, card_from_dict
-    from zoo.sources import sha256_file, zoo_home
+    from zoo.catalog import registry
+    from zoo.catalog.modelcard import NAME, card_from_dict
+    from zoo.catalog.sources import sha256_file, zoo_home
+    from zoo.spaces.align._files import dump_toml
 
     if not NAME.match(name):
         raise InvalidInputError(f"card names are lower-case letters, digits, '.', '_' and '-', not {name!r}")

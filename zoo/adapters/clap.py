@@ -63,10 +63,10 @@ from zoo.adapters import guards
 from zoo.adapters.base import BaseEmbedder, EmbedContext
 from zoo.adapters.hf_clip import TextTower
 from zoo.adapters.text import check_texts, quiet_transformers
-from zoo.audio import load_audios
+from zoo.catalog.modelcard import ModelCard
+from zoo.catalog.sources import Resolved, check_format
 from zoo.errors import IntegrityError, UnsafeModelFileError, ZooError
-from zoo.modelcard import ModelCard
-from zoo.sources import Resolved, check_format
+from zoo.inputs.audio import load_audios
 
 DEFAULT_AUDIO_BATCH = 8  # windows per forward pass
 TEXT_INPUTS = ("input_ids", "attention_mask")

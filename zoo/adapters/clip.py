@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo import images
 from zoo.adapters.base import BaseEmbedder, EmbedContext
 from zoo.adapters.text import check_texts, torch_settings
+from zoo.catalog.modelcard import ModelCard
+from zoo.catalog.sources import Resolved, check_format, hf_cache_dir
 from zoo.errors import (
     InputTooLargeError,
     IntegrityError,
@@ -48,8 +49,7 @@ from zoo.errors import (
     WeightsUnavailableError,
     require,
 )
-from zoo.modelcard import ModelCard
-from zoo.sources import Resolved, check_format, hf_cache_dir
+from zoo.inputs import images
 
 DEFAULT_IMAGE_BATCH = 32
 DEFAULT_TEXT_BATCH = 256
@@ -83,7 +83,7 @@ def decode(item: Any, index: int):
     """An RGB PIL image from a checked item (already decoded, or a file/bytes decoded now)."""
     from PIL import Image
 
-    from zoo.images import load_image
+    from zoo.inputs.images import load_image
 
     return item if isinstance(item, Image.Image) else load_image(item, index=index)
 

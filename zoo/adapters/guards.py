@@ -26,8 +26,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from zoo.catalog.modelcard import ModelCard
 from zoo.errors import IntegrityError, UnsafeModelFileError, WeightsUnavailableError
-from zoo.modelcard import ModelCard
 
 #: Different texts that every real tokenizer keeps apart; a tokenizer without its vocabulary does not.
 PROBE_TEXTS = (

@@ -33,10 +33,10 @@ import torch
 
 from zoo.adapters.base import BaseEmbedder, EmbedContext, as_item_list
 from zoo.adapters.classifying import ClassifyingMixin
+from zoo.catalog.modelcard import ModelCard
+from zoo.catalog.sources import Resolved, check_format
 from zoo.errors import IntegrityError, InvalidInputError, UnsafeModelFileError, WeightsUnavailableError, ZooError
-from zoo.images import load_images
-from zoo.modelcard import ModelCard
-from zoo.sources import Resolved, check_format
+from zoo.inputs.images import load_images
 
 DEFAULT_MAX_ROWS = 16
 
@@ -110,7 +110,7 @@ def tf_center_crop(img, size: int, crop_padding: int):
 
 def efficientnet_lite_network(card: ModelCard, folder: Path) -> Network:
     """EfficientNet-Lite from the efficientnet-lite-pytorch package with the card's state dict."""
-    from zoo.imagenet import imagenet_classes
+    from zoo.adapters.imagenet import imagenet_classes
 
     opts = card.options
     state = load_state_dict(folder / opts["weights_file"], card)

@@ -40,10 +40,10 @@ from torch import nn
 
 from zoo.adapters.base import BaseEmbedder, EmbedContext
 from zoo.adapters.classifying import ClassifyingMixin
+from zoo.catalog.modelcard import ModelCard
+from zoo.catalog.sources import Resolved, check_format
 from zoo.errors import IntegrityError, InvalidInputError, WeightsUnavailableError
-from zoo.modelcard import ModelCard
-from zoo.points import as_cloud_list, load_point_clouds, normalize_unit_sphere
-from zoo.sources import Resolved, check_format
+from zoo.inputs.points import as_cloud_list, load_point_clouds, normalize_unit_sphere
 
 DEFAULT_MAX_ROWS = 64
 POOLINGS = ("max", "mean")

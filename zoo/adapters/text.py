@@ -41,9 +41,9 @@ import numpy as np
 from zoo._memory import release_memory
 from zoo.adapters import guards
 from zoo.adapters.base import BaseEmbedder, EmbedContext
+from zoo.catalog.modelcard import ModelCard
+from zoo.catalog.sources import Resolved, check_format, package_folder, verify
 from zoo.errors import CardError, InputTooLargeError, InvalidInputError, WeightsUnavailableError, require
-from zoo.modelcard import ModelCard
-from zoo.sources import Resolved, check_format, package_folder, verify
 
 if TYPE_CHECKING:
     import torch

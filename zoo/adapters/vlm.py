@@ -49,9 +49,9 @@ from zoo.adapters.base import BaseEmbedder, EmbedContext
 from zoo.adapters.text import length_batches, pool, torch_settings
 from zoo.adapters.vlm_backbones import backbone_class
 from zoo.adapters.vlm_inputs import PROMPT_FORMATS, ImageRules, Prepared, build_prompt, check_item, pad_batch
+from zoo.catalog.modelcard import ModelCard
+from zoo.catalog.sources import Resolved, check_format
 from zoo.errors import CardError, InputTooLargeError, InvalidInputError
-from zoo.modelcard import ModelCard
-from zoo.sources import Resolved, check_format
 
 DEFAULT_TOKEN_BUDGET = 16384
 DEFAULT_MAX_ROWS = 16

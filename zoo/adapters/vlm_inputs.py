@@ -12,7 +12,7 @@ import torch
 
 from zoo.adapters.text import check_text
 from zoo.errors import CardError, InvalidInputError
-from zoo.images import load_image
+from zoo.inputs.images import load_image
 
 INTERLEAVED_KEYS = ("image", "text")
 

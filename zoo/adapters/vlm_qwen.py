@@ -22,7 +22,7 @@ class Qwen2VL(Backbone):
         super().__init__(emb, path, **kw)
         from transformers import AutoImageProcessor, AutoTokenizer, Qwen2VLForConditionalGeneration
 
-        from zoo.lora import merge_adapter, read_adapter, resolve_adapter
+        from zoo.adapters.lora import merge_adapter, read_adapter, resolve_adapter
 
         adapter = None
         if emb.card.hub_role("adapter"):  # find and read the adapter before the base weights are loaded

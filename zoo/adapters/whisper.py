@@ -47,10 +47,10 @@ import numpy as np
 
 from zoo.adapters import guards
 from zoo.adapters.base import BaseEmbedder, EmbedContext, as_item_list
-from zoo.audio import load_audios
+from zoo.catalog.modelcard import ModelCard
+from zoo.catalog.sources import Resolved, check_format
 from zoo.errors import InvalidInputError, WeightsUnavailableError, ZooError
-from zoo.modelcard import ModelCard
-from zoo.sources import Resolved, check_format
+from zoo.inputs.audio import load_audios
 
 SAMPLE_RATE = 16_000
 CHUNK_SAMPLES = 30 * SAMPLE_RATE  # one Whisper window
