@@ -344,12 +344,12 @@ def test_launch_binds_loopback_unless_told_and_honours_the_environment(app, monk
 
     monkeypatch.setattr(zdemo, "build_demo", lambda _app: FakeBlocks())
     monkeypatch.setenv("GRADIO_SERVER_PORT", "8123")
-    with caplog.at_level("WARNING", logger="zoo.demo"):
+    with caplog.at_level("WARNING", logger=zdemo.log.name):
         zdemo.launch(cache_dir=app.cache_dir)  # host and port from the environment
         zdemo.launch(host="127.0.0.1", port=9001, cache_dir=app.cache_dir)
     assert [(k["server_name"], k["server_port"]) for k in launched] == [("0.0.0.0", 8123), ("127.0.0.1", 9001)]
     assert all(k["share"] is False for k in launched)
-    warnings = [r.getMessage() for r in caplog.records if r.name == "zoo.demo"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == zdemo.log.name]
     assert len(warnings) == 1 and "no authentication" in warnings[0] and "0.0.0.0:8123" in warnings[0]
     assert "\n" not in warnings[0]
     params = inspect.signature(zdemo.launch).parameters
