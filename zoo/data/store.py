@@ -66,9 +66,9 @@ Ways to search, chosen per call:
 - binary collections, as in sentence-transformers' embedding-quantization guide: the float
   query's sign bits are compared with every row's packed bits by Hamming distance (faiss's
   popcount kernel where faiss is installed, numpy's over 64-bit words otherwise; the rows split
-  over threads), and the ``rescore_multiplier * k``
-  nearest are rescored with the float query against the row's rescore vector (``rescore=``: int8
-  codes or float rows) or, without one, against its bits unpacked to +-1. Scores: the cosine of
+  over threads), and the ``rescore_multiplier * k`` nearest are rescored with the float query
+  against the row's rescore vector (``rescore=``: int8 codes or float rows) or, without one,
+  against its bits unpacked to +-1. Scores: the cosine of
   the query with the +-1 vector, the query's dot product with the int8 codes (as
   sentence-transformers rescores), or the cosine with the float rescore row. ``exact=True``
   rescores every row instead of the Hamming candidates. Memory: dim / 8 bytes a row for the
