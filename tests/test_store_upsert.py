@@ -160,3 +160,25 @@ def test_threads_upserting_the_same_ids_leave_one_row_per_id(tmp_path):
     rows = VectorStore(tmp_path).collection("race").rows()
     assert sorted(r[0] for r in rows) == sorted(ids)
     assert coll.verify() == 12 and len(other) == 12
+
+
+def test_an_upsert_through_a_handle_opened_before_another_commit_replaces_the_row(tmp_path):
+    """Two stores on one folder (two processes, or two VectorStore objects): the second opened the table
+    before the first upserted a new id; upserting that id through the second must replace the row, not
+    plan against the version it read and insert the id a second time."""
+    first, second = VectorStore(tmp_path).collection("c"), VectorStore(tmp_path).collection("c")
+    first.add(_emb(_vec(1)), ["one"], ids=["x"])
+    assert len(second) == 1  # the second handle now stands at the first version
+    first.add(_emb(_vec(2)), ["two"], ids=["y"])
+    second.add(_emb(_vec(3)), ["three"], ids=["y"])
+    rows = VectorStore(tmp_path).collection("c").rows()
+    assert [(r[0], r[1]) for r in rows] == [("x", "one"), ("y", "three")]
+    assert second.verify() == 2
+
+
+def test_rows_shows_what_another_store_committed_since(tmp_path):
+    first, second = VectorStore(tmp_path).collection("c"), VectorStore(tmp_path).collection("c")
+    first.add(_emb(_vec(1)), ["one"], ids=["x"])
+    assert [r[0] for r in second.rows()] == ["x"]
+    first.add(_emb(_vec(2)), ["two"], ids=["y"])
+    assert [r[0] for r in second.rows()] == ["x", "y"]

@@ -484,6 +484,10 @@ class Collection:
                         self._next_id = (tbl.version, start + n)
                     else:
                         data = _arrow_rows(layout, row_ids, items, columns, metas, vectors, extra, tbl.schema)
+                        # the handle may stand at an older version than another handle (or process) has since
+                        # committed; an upsert planned against that version inserts rows whose ids are already
+                        # there. Under the write lock no one commits between this checkout and the upsert.
+                        tbl.checkout_latest()
                         tbl.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
                 return list(row_ids)
             if not n:
@@ -558,6 +562,7 @@ class Collection:
         if self._tbl() is None:
             return []
         with self._guard("reading its rows"):
+            self._tbl().checkout_latest()  # what other handles and processes have committed since this one read
             data = self._tbl().search().select(["id", "item", *self._layout.meta_columns]).limit(None).to_arrow()
         rows = zip(data["id"].to_pylist(), data["item"].to_pylist(), self._meta_dicts(data), strict=True)
         return sorted(rows, key=lambda r: r[0])
