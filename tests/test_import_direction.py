@@ -103,6 +103,21 @@ def test_only_apps_import_apps():
     assert not wrong, wrong
 
 
+#: The core's one upward import, lazy and documented where it is made: similarity() between two spaces looks
+#: for a registered stitch (``zoo.similarity`` lives in the core so it needs no model); it is written
+#: ``from zoo.spaces import stitching``, so both names count.
+CORE_UPWARD = {("zoo.embeddings", "zoo.spaces"), ("zoo.embeddings", "zoo.spaces.stitching")}
+
+
+def test_the_core_imports_only_the_core():
+    """errors, the Embeddings type and the memory helpers sit under everything: they import no other part
+    (the ``zoo`` package's lazy re-exports are its public face, not a dependency of the core)."""
+    wrong = [f"{m} imports {t} ({_part(t)})" for m, path in _modules().items() if _part(m) == "core" and m != "zoo"
+             for t in sorted(_imports(path)) if t.split(".")[0] == "zoo" and _part(t) not in ("core", None)
+             and (m, t) not in CORE_UPWARD]
+    assert not wrong, wrong
+
+
 def test_align_is_numpy_only():
     """``zoo.align`` (anchors, stitches, metrics) runs without torch and without the rest of the zoo."""
     wrong = []
