@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.adapters import base
+from zoo.adapters import _progress, base
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def bars(monkeypatch):
         def close(self):
             self.closed = True
 
-    monkeypatch.setattr(base, "_new_bar", Recorder)
+    monkeypatch.setattr(_progress, "_new_bar", Recorder)
     return made
 
 
