@@ -112,7 +112,7 @@ def test_the_ann_index_is_built_used_and_keeps_ids_and_exact_scores(tmp_path, mo
     with pytest.raises(InvalidInputError, match="kind"):
         coll.create_index("hnsw")
 
-    monkeypatch.setattr(zoo.store, "ANN_THRESHOLD", 1000)  # at the threshold the index answers by default
+    monkeypatch.setattr(zoo.store.collection, "ANN_THRESHOLD", 1000)  # at the threshold the index answers by default
     new_ids = coll.add(_emb(q[:3]), ["new 0", "new 1", "new 2"])  # rows added after the index are found too
     result = coll.search(q[:3], k=1)
     assert not result.exact and [hits[0].id for hits in result] == new_ids

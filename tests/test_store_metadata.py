@@ -15,7 +15,8 @@ pa = pytest.importorskip("pyarrow")
 
 from zoo.embeddings import Embeddings  # noqa: E402
 from zoo.errors import InvalidInputError  # noqa: E402
-from zoo.store import CollectionCorruptError, VectorStore, _checksums  # noqa: E402
+from zoo.store import CollectionCorruptError, VectorStore  # noqa: E402
+from zoo.store.rows import _checksums  # noqa: E402
 
 DIM = 16
 KINDS = ("image", "text", "audio")

@@ -44,7 +44,7 @@ def kernel(request, monkeypatch):
     if request.param == "faiss":
         pytest.importorskip("faiss")
     else:
-        monkeypatch.setattr(zoo.store, "_faiss", lambda: None)
+        monkeypatch.setattr(zoo.store.kernels, "_faiss", lambda: None)
     return request.param
 
 
@@ -191,7 +191,7 @@ def test_the_checksum_covers_the_stored_bits(tmp_path):
                          [(1000, 3, 7, 45, 1), (140_000, 4, 40, 16, 2), (70_000, 2, 5000, 24, 1), (10, 4, 20, 8, 1),
                           (9000, 1, 1, 5, 1)])
 def test_hamming_topk_matches_brute_force(monkeypatch, kernel, n, m, c, nbytes, threads):
-    monkeypatch.setattr(zoo.store, "_threads", lambda: threads)
+    monkeypatch.setattr(zoo.store.kernels, "_threads", lambda: threads)
     rng = np.random.default_rng(n)
     packed = rng.integers(0, 256, (n, nbytes), dtype=np.uint8)
     packed[5:60] = packed[4]  # many rows at the same distance: ties go to the lower position
