@@ -56,7 +56,7 @@ def test_failed_and_missing_benchmarks_are_named_not_hidden(tmp_path):
 
 def test_zoo_bench_outside_a_checkout_says_so(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site-packages" / "zoo" / "cli.py"))
+    monkeypatch.setattr("zoo.apps.commands.__file__", str(tmp_path / "site-packages" / "zoo" / "cli.py"))
     assert cli.main(["bench", "--list"]) == 1
 
 
