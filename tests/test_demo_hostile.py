@@ -70,7 +70,7 @@ def server(tmp_path_factory, offline_hub):
         mp.setattr(gallery, "photos", lambda: [p for p in photos if p.name in ("chelsea", "coffee", "rocket")])
         mp.setattr(gallery, "speech_clips", lambda: clips[:2])
         mp.setattr(zdemo.Gallery, "_build_shapes", lambda self, folder, progress: [])
-        mp.setattr(zdemo, "STDLIB_FUNCTIONS", zdemo.STDLIB_FUNCTIONS[:2])
+        mp.setattr(zdemo.gallery, "STDLIB_FUNCTIONS", zdemo.STDLIB_FUNCTIONS[:2])  # read by the gallery module
         app = DemoApp(tmp_path_factory.mktemp("hostile-demo"))
         app.index("zoo-bind-mini")
     demo = build_demo(app)
