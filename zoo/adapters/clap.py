@@ -62,7 +62,8 @@ import torch
 from zoo.adapters import guards
 from zoo.adapters.base import BaseEmbedder, EmbedContext
 from zoo.adapters.hf_clip import TextTower
-from zoo.adapters.text import check_texts, quiet_transformers
+from zoo.adapters.text import check_texts
+from zoo.adapters.text_backends import quiet_transformers
 from zoo.catalog.modelcard import ModelCard
 from zoo.catalog.sources import Resolved, check_format
 from zoo.errors import IntegrityError, UnsafeModelFileError, ZooError

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 
 from zoo.adapters.base import BaseEmbedder, EmbedContext
-from zoo.adapters.text import check_texts, torch_settings
+from zoo.adapters.text import check_texts
+from zoo.adapters.text_backends import torch_settings
 from zoo.catalog.modelcard import ModelCard
 from zoo.catalog.sources import Resolved, check_format, hf_cache_dir
 from zoo.errors import (

@@ -33,7 +33,8 @@ import torch
 from zoo.adapters import guards
 from zoo.adapters.base import BaseEmbedder, EmbedContext
 from zoo.adapters.clip import DEFAULT_IMAGE_BATCH, check_images, decode, default_workers, prepared_batches
-from zoo.adapters.text import check_texts, quiet_transformers
+from zoo.adapters.text import check_texts
+from zoo.adapters.text_backends import quiet_transformers
 from zoo.catalog.modelcard import ModelCard
 from zoo.catalog.sources import Resolved, check_format
 from zoo.errors import InputTooLargeError, InvalidInputError, MissingDependencyError, WeightsUnavailableError

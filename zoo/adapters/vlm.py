@@ -46,7 +46,8 @@ import numpy as np
 import torch
 
 from zoo.adapters.base import BaseEmbedder, EmbedContext
-from zoo.adapters.text import length_batches, pool, torch_settings
+from zoo.adapters.text import length_batches
+from zoo.adapters.text_backends import pool, torch_settings
 from zoo.adapters.vlm_backbones import backbone_class
 from zoo.adapters.vlm_inputs import PROMPT_FORMATS, ImageRules, Prepared, build_prompt, check_item, pad_batch
 from zoo.catalog.modelcard import ModelCard

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from zoo.adapters import guards
-from zoo.adapters.text import quiet_transformers
+from zoo.adapters.text_backends import quiet_transformers
 from zoo.adapters.vlm_inputs import Prepared
 from zoo.errors import CardError, InputTooLargeError, InvalidInputError
 

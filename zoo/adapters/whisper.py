@@ -138,7 +138,7 @@ class HFBackend:
         import torch
         from transformers import WhisperForConditionalGeneration
 
-        from zoo.adapters.text import quiet_transformers
+        from zoo.adapters.text_backends import quiet_transformers
 
         check_format(folder, card)
         self._torch = torch
@@ -158,7 +158,7 @@ class HFBackend:
 
     def generate(self, features: np.ndarray, language: str | None, task: str | None, *, beam_size: int,
                  max_new_tokens: int) -> list[list[int]]:
-        from zoo.adapters.text import quiet_transformers
+        from zoo.adapters.text_backends import quiet_transformers
 
         torch = self._torch
         extra = {"language": language, "task": task} if self.multilingual else {}
