@@ -97,7 +97,8 @@ def to_rgb(img, background: tuple[int, int, int] | None = None):
     return img.convert("RGB")
 
 
-def _from_file_like(data: bytes | os.PathLike | str, index: int, background: tuple[int, int, int] | None = None):
+def _from_file_like(data: bytes | os.PathLike | str, index: int, background: tuple[int, int, int] | None = None,
+                    *, rgb: bool = True):
     from PIL import ImageOps
 
     img = _open(data, index)
@@ -106,7 +107,9 @@ def _from_file_like(data: bytes | os.PathLike | str, index: int, background: tup
         if img.tell() != 0:
             img.seek(0)
         img.load()  # decode now, inside the error handling
-        out = to_rgb(ImageOps.exif_transpose(img), background)
+        out = ImageOps.exif_transpose(img)
+        if rgb:
+            out = to_rgb(out, background)
         return out.copy() if out is img else out  # the file handle closes below
     except InvalidInputError:
         raise
@@ -163,6 +166,16 @@ def probe_image(item: str | os.PathLike | bytes, *, index: int = 0) -> tuple[int
         return img.size
     finally:
         img.close()
+
+
+def decode_image(item: str | os.PathLike | bytes, *, index: int = 0):
+    """Decode an encoded image within the limits, upright (EXIF orientation applied), in its own mode.
+
+    For pipelines that decode ahead of the model (a server's thread pool): :func:`load_image` of the
+    result gives the same RGB image as :func:`load_image` of ``item``, the model's colour rules
+    (RGBA compositing) included, since they have not been applied yet.
+    """
+    return _from_file_like(_encoded_source(item, index), index, rgb=False)
 
 
 def load_image(item: Any, *, index: int = 0, rgba_background: tuple[int, int, int] | None = None):
