@@ -1,4 +1,5 @@
-"""The import paths modules had before the package was grouped by role, kept working.
+"""The import paths modules had before the package was grouped by role, kept working, and the short public names
+of two that never lived at the top (``zoo.serve``, ``zoo.client``).
 
 ``import zoo.store`` gives the very module object of ``zoo.data.store`` (one module, two names), so code,
 tests and pickles that use an old path keep working, and patching an attribute through either name patches
@@ -48,6 +49,9 @@ MOVED: dict[str, str] = {
     # apps
     "zoo.cli": "zoo.apps.cli",
     "zoo.demo": "zoo.apps.demo",
+    # short public names of modules that never lived at the top
+    "zoo.serve": "zoo.apps.serve",
+    "zoo.client": "zoo.apps.serve.client",
 }
 
 

@@ -1,4 +1,4 @@
-"""The ``zoo`` command line: list, card, embed, embed-dataset, fetch, verify, compat, demo, bench.
+"""The ``zoo`` command line: list, card, embed, embed-dataset, fetch, verify, compat, demo, serve, bench.
 
 Options may come before, between or after the positional arguments (``zoo embed MODEL --out v.npy a b``).
 Errors print one line on stderr and exit non-zero: 2 for a bad command line, 1 for a zoo error (unknown
@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=_port, help=f"port to listen on (default: $GRADIO_SERVER_PORT or {DEFAULT_PORT})")
     s.add_argument("--model", default="zoo-bind-mini", help="the model that indexes the search gallery")
     s.set_defaults(func=_cmd_demo)
+
+    from zoo.apps.serve import command as serve_command
+
+    s = sub.add_parser("serve", help="an OpenAI-compatible embeddings server (needs the serve extra)")
+    serve_command.add_arguments(s, _port)
+    s.set_defaults(func=serve_command.run_command)
 
     s = sub.add_parser("bench", help="run the benchmark suite and write bench/RESULTS.md (from a source checkout)",
                        add_help=False)
