@@ -44,8 +44,10 @@ def create_app(models: list[str] | tuple[str, ...] = (), settings: ServeSettings
     def on_batch(name: str, jobs: int, items: int) -> None:
         metrics.batch(name, jobs, items)
 
+    arriving = _Counter()  # requests between their start and their place in a queue
     pool = pool or ModelPool(models, memory_budget=settings.memory_budget, max_wait=settings.max_wait,
-                             max_queued=settings.max_queued, batching=settings.batching, on_batch=on_batch)
+                             max_queued=settings.max_queued, batching=settings.batching, on_batch=on_batch,
+                             arriving=arriving.value)
     metrics = Metrics(pool.depths)
     decoders = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="zoo-serve-decode")
     @contextlib.asynccontextmanager
@@ -100,6 +102,7 @@ def create_app(models: list[str] | tuple[str, ...] = (), settings: ServeSettings
         authorize(request)
         started = time.monotonic()
         model_name = "-"
+        arriving.add(1)
         try:
             body = await _read_json(request, settings.max_body_bytes)
             req = parse_request(body, max_items=settings.max_items, max_media_bytes=settings.max_media_bytes)
@@ -109,6 +112,8 @@ def create_app(models: list[str] | tuple[str, ...] = (), settings: ServeSettings
         except RequestError as exc:
             metrics.requests.labels(model_name, str(exc.status)).inc()
             raise
+        finally:
+            arriving.settle()
         metrics.requests.labels(model_name, "200").inc()
         metrics.latency.labels(model_name).observe(time.monotonic() - started)
         return answer
@@ -116,19 +121,20 @@ def create_app(models: list[str] | tuple[str, ...] = (), settings: ServeSettings
     async def _embed(req) -> Any:
         loop = asyncio.get_running_loop()
         try:
-            served = await loop.run_in_executor(None, pool.get, req.model)
+            served = pool.loaded_model(req.model) or await loop.run_in_executor(None, pool.get, req.model)
         except ZooError as exc:  # weights not on this machine, a card that does not load
             code = "weights_unavailable" if isinstance(exc, WeightsUnavailableError) else "model_unavailable"
             raise RequestError(503, str(exc), param="model", code=code, kind="server_error") from None
         model = served.model
         options = _options(req, model)
         try:
-            items = await loop.run_in_executor(decoders, decode_items, req.items)
+            items = await loop.run_in_executor(decoders, decode_items, req.items) if req.has_media else req.items
         except InvalidInputError as exc:
             raise _item_error(exc) from None
         cost = sum(len(t) // 4 + 2 for t in items if isinstance(t, str)) if served.priced_in_tokens else len(items)
         try:
             future = served.batcher.submit(items, options, cost)
+            arriving.add(-1)  # queued: no longer on its way
         except QueueFull as exc:
             raise RequestError(503, f"the server is busy: {exc}; retry shortly", kind="server_error",
                                code="queue_full", headers={"Retry-After": "1"}) from None
@@ -154,6 +160,26 @@ def create_app(models: list[str] | tuple[str, ...] = (), settings: ServeSettings
                         headers={SPACE_HEADER: out.space})
 
     return app
+
+
+class _Counter:
+    """Requests on their way to a queue. Each request adds 1 at its start and -1 once queued; ``settle`` at its end
+    takes back what it still holds. Counted per event-loop task, so no lock is needed; read from the workers."""
+
+    def __init__(self):
+        self._value = 0
+        self._held: dict[int, int] = {}
+
+    def add(self, n: int) -> None:
+        task = id(asyncio.current_task())
+        self._held[task] = self._held.get(task, 0) + n
+        self._value += n
+
+    def settle(self) -> None:
+        self._value -= self._held.pop(id(asyncio.current_task()), 0)
+
+    def value(self) -> int:
+        return self._value
 
 
 def _options(req, model) -> dict[str, Any]:

@@ -53,15 +53,18 @@ class Batcher:
     it still runs, alone. ``max_wait``: seconds the oldest job may wait for others. ``max_queued``: most items
     waiting; :meth:`submit` raises :class:`QueueFull` past it. ``batching=False`` runs every job alone (the
     baseline the benchmark compares with). ``on_batch(n_jobs, n_items)`` is told about every batch run.
+    ``arriving()``, when given, says how many requests are on their way to this queue (parsed or decoded right
+    now): the worker waits for more only while some are, so a lone request never waits ``max_wait`` for nobody.
     ``count_tokens(items)`` gives a job's token count for the response's usage (run by the worker, the one
     thread that uses the model: tokenizers are not shared between threads); without it the count is 0.
     """
 
     def __init__(self, model: Any, *, budget: int, max_wait: float = 0.005, max_queued: int = 4096,
                  batching: bool = True, on_batch: Callable[[int, int], None] | None = None,
-                 count_tokens: Callable[[list], int] | None = None, name: str = ""):
+                 count_tokens: Callable[[list], int] | None = None, arriving: Callable[[], int] | None = None,
+                 name: str = ""):
         self.model, self.budget, self.max_wait, self.max_queued = model, budget, max_wait, max_queued
-        self.batching, self.on_batch, self.count_tokens = batching, on_batch, count_tokens
+        self.batching, self.on_batch, self.count_tokens, self.arriving = batching, on_batch, count_tokens, arriving
         self._jobs: deque[Job] = deque()
         self._queued_items = 0
         self._cond = threading.Condition()
@@ -130,7 +133,12 @@ class Batcher:
                     left = deadline - time.monotonic()
                     if left <= 0 or self._closed:
                         break
-                    self._cond.wait(left)
+                    if self.arriving is None:
+                        self._cond.wait(left)
+                    elif self.arriving() > 0:
+                        self._cond.wait(min(left, 0.0005))  # a submit wakes it; a request that fails first does not
+                    else:
+                        break
         return [job for job in batch if job.future.set_running_or_notify_cancel()]
 
     def _embed(self, batch: list[Job]) -> None:

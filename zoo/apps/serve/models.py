@@ -46,12 +46,14 @@ class ModelPool:
 
     def __init__(self, names: Sequence[str] = (), *, memory_budget: int | None = None, max_wait: float = 0.005,
                  max_queued: int = 4096, batching: bool = True, loader: Callable[[str], Any] | None = None,
-                 on_batch: Callable[[str, int, int], None] | None = None):
+                 on_batch: Callable[[str, int, int], None] | None = None,
+                 arriving: Callable[[], int] | None = None):
         self.names = tuple(dict.fromkeys(names))
         self.memory_budget, self.max_wait = memory_budget, max_wait
         self.max_queued, self.batching = max_queued, batching
         self._loader = loader
         self._on_batch = on_batch
+        self._arriving = arriving
         self._served: dict[str, Served] = {}
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
@@ -84,6 +86,14 @@ class ModelPool:
         with self._lock:
             return {name: s.batcher.depth for name, s in self._served.items()}
 
+    def loaded_model(self, name: str) -> Served | None:
+        """The served model ``name`` if it is loaded (no card lookup, no waiting), else None."""
+        with self._lock:
+            served = self._served.get(name)
+            if served is not None:
+                served.last_used = time.monotonic()
+            return served
+
     def get(self, name: str) -> Served:
         """The served model ``name``, loading it (and unloading others past the budget) on first use."""
         card = self.card(name)
@@ -103,7 +113,8 @@ class ModelPool:
             text = _is_text(card)
             batcher = Batcher(model, budget=TEXT_TOKEN_BUDGET if text else MEDIA_ITEM_BUDGET,
                               max_wait=self.max_wait, max_queued=self.max_queued, batching=self.batching,
-                              on_batch=self._batch_hook(name), count_tokens=token_counter(model), name=name)
+                              on_batch=self._batch_hook(name), count_tokens=token_counter(model),
+                              arriving=self._arriving, name=name)
             served = Served(name, model, batcher, size, priced_in_tokens=text)
             with self._lock:
                 self._served[name] = served

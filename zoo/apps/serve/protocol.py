@@ -75,6 +75,12 @@ class EmbeddingRequest:
     dimensions: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def has_media(self) -> bool:
+        """Whether some item holds encoded media (to decode before the model)."""
+        return any(isinstance(x, Media) or (isinstance(x, dict) and any(isinstance(v, Media) for v in x.values()))
+                   for x in self.items)
+
 
 def parse_request(body: Any, *, max_items: int, max_media_bytes: int) -> EmbeddingRequest:
     """Check an OpenAI embeddings request body; raise :class:`RequestError` (400) naming the field or item."""
