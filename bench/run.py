@@ -53,6 +53,8 @@ SUITE = (
           ("binary_search.py",), ("binary_search.py", "--quick")),
     Bench("ray_throughput", "Ray Data jobs with 1 and 2 actors vs a plain loop",
           ("ray_throughput.py", "--rounds", "3"), ("ray_throughput.py", "--quick")),
+    Bench("serve_batching", "zoo serve: dynamic batching vs batching off, 1 to 128 concurrent clients on loopback",
+          ("serve_batching.py",), ("serve_batching.py", "--quick")),
     Bench("soak", "30 min of mixed good and hostile calls from 8 threads over every offline model vs serial results",
           ("soak.py", "--minutes", "30"), ("soak.py", "--minutes", "1")),
 )

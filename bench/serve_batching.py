@@ -1,0 +1,219 @@
+"""zoo serve: dynamic batching against the same server with batching off, on loopback.
+
+    python bench/serve_batching.py           # concurrency 1, 8, 32, 128; 2 rounds (a few minutes on 2 cores)
+    python bench/serve_batching.py --quick   # concurrency 1 and 32, 1 round
+
+The server is ``zoo serve all-minilm-l6-v2 --preload`` in its own process, started once with dynamic batching
+(the default: up to 8,192 tokens per batch, 5 ms wait) and once with ``--no-batching`` (each request embedded
+alone), one after the other, in alternating order each round. The load generator is this process: C keep-alive
+connections on asyncio streams (a few lines of HTTP/1.1, so the client costs the two cores as little as
+possible), each sending one short real sentence per request (first sentences of standard-library docstrings,
+bench/corpus.py) and waiting for the answer, until a request count or a time limit is reached. Throughput is
+requests answered per second; latency is per request, client side. Before any figure the two servers' vectors
+for the same 64 sentences are compared (row cosine >= 0.9999).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import Row, machine, row_cosines, write_result, write_summary  # noqa: E402
+from corpus import stdlib_sentences  # noqa: E402
+
+MODEL = "all-minilm-l6-v2"
+MIN_COS = 0.9999
+TARGET = 3.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``zoo serve`` in a child process."""
+
+    def __init__(self, batching: bool):
+        self.port = _free_port()
+        args = [sys.executable, "-m", "zoo.apps.cli", "serve", MODEL, "--preload", "--port", str(self.port)]
+        self.proc = subprocess.Popen(args + ([] if batching else ["--no-batching"]), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
+                    return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("zoo serve exited") from None
+                time.sleep(0.2)
+        raise RuntimeError("zoo serve did not start")
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        body = json.dumps({"model": MODEL, "input": texts}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/v1/embeddings", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req) as r:
+            data = json.loads(r.read())["data"]
+        return np.array([d["embedding"] for d in sorted(data, key=lambda d: d["index"])], dtype=np.float32)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def _request(port: int, text: str) -> bytes:
+    body = json.dumps({"model": MODEL, "input": text}).encode()
+    head = (f"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+async def _client(port: int, texts: list[str], counter: list[int], total: int, deadline: float,
+                  latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while counter[0] < total and time.monotonic() < deadline:
+            i = counter[0]
+            counter[0] += 1
+            t0 = time.perf_counter()
+            writer.write(_request(port, texts[i % len(texts)]))
+            status = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            if b" 200 " not in status:
+                raise RuntimeError(f"server answered {status!r}")
+            latencies.append(time.perf_counter() - t0)
+    finally:
+        writer.close()
+
+
+def load(port: int, concurrency: int, texts: list[str], total: int, seconds: float) -> dict:
+    """``total`` requests from ``concurrency`` connections (or until ``seconds``): throughput and latencies."""
+    latencies: list[float] = []
+
+    async def run():
+        deadline = time.monotonic() + seconds
+        counter = [0]
+        await asyncio.gather(*(_client(port, texts, counter, total, deadline, latencies)
+                               for _ in range(concurrency)))
+
+    t0 = time.perf_counter()
+    asyncio.run(run())
+    wall = time.perf_counter() - t0
+    ms = np.array(latencies) * 1000
+    return {"rps": len(latencies) / wall, "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
+            "n": len(latencies)}
+
+
+def in_process_ceiling(texts: list[str]) -> tuple[float, float]:
+    """texts/s of ``embed`` in this process, one text per call and 32 per call: the most batching can gain here."""
+    import zoo
+
+    model = zoo.load(MODEL)
+    model.embed(texts[:32])
+    t0 = time.perf_counter()
+    for text in texts[:320]:
+        model.embed([text])
+    alone = 320 / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), 32):
+        model.embed(texts[i : i + 32])
+    return alone, len(texts) / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=20.0, help="time limit of one load run")
+    args = ap.parse_args()
+    levels = (1, 32) if args.quick else (1, 8, 32, 128)
+    rounds = 1 if args.quick else args.rounds
+    texts = [s for s in stdlib_sentences(5, 16)][:2000]
+    load_before = os.getloadavg()[0]
+
+    fidelity = {}
+    results: dict[tuple[str, int], list[dict]] = {}
+    for r in range(rounds):
+        order = ("batching", "no batching") if r % 2 == 0 else ("no batching", "batching")
+        for mode in order:
+            server = Server(batching=mode == "batching")
+            try:
+                fidelity[mode] = server.embed(texts[:64])
+                for c in levels:
+                    total = 100 if c == 1 else max(400, 8 * c)
+                    load(server.port, c, texts, min(total, 40), args.seconds)  # warm-up
+                    res = load(server.port, c, texts, total, args.seconds)
+                    results.setdefault((mode, c), []).append(res)
+                    print(f"round {r + 1} {mode:12s} c={c:3d}: {res['rps']:7.1f} req/s  p50 {res['p50']:7.1f} ms  "
+                          f"p99 {res['p99']:7.1f} ms  ({res['n']} requests)", flush=True)
+            finally:
+                server.stop()
+    ceiling = in_process_ceiling(texts[:640])
+    print(f"in process: one at a time {ceiling[0]:.1f} texts/s, batches of 32 {ceiling[1]:.1f} texts/s", flush=True)
+    cos = float(row_cosines(fidelity["batching"], fidelity["no batching"]).min())
+    ok = cos >= MIN_COS
+
+    def med(mode, c, key):
+        return statistics.median(x[key] for x in results[(mode, c)])
+
+    lines = [
+        "# zoo serve: dynamic batching vs batching off", "", machine(), "",
+        f"`zoo serve {MODEL}` on loopback, one short real sentence per request, C concurrent keep-alive "
+        f"connections; median of {rounds} round(s), servers in alternating order.", "",
+        "| concurrency | batching req/s | p50 ms | p99 ms | no batching req/s | p50 ms | p99 ms | throughput ratio |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in levels:
+        b, n = med("batching", c, "rps"), med("no batching", c, "rps")
+        ratio = f"{b / n:.2f}x" if ok else "n/a"
+        lines.append(f"| {c} | {b:.1f} | {med('batching', c, 'p50'):.1f} | {med('batching', c, 'p99'):.1f} | "
+                     f"{n:.1f} | {med('no batching', c, 'p50'):.1f} | {med('no batching', c, 'p99'):.1f} | {ratio} |")
+    lines += ["", f"The ceiling on this machine: `embed` in one process, no HTTP, gives {ceiling[0]:.0f} texts/s one "
+              f"text per call and {ceiling[1]:.0f} texts/s 32 per call ({ceiling[1] / ceiling[0]:.2f}x): a single "
+              "short text already keeps the cores busy, so no batching server can gain more than that here; the "
+              "server's own share (HTTP, JSON, the load generator on the same cores) takes part of it.",
+              "", f"Fidelity: min row cosine between the two servers' vectors for 64 sentences {cos:.6f} "
+              f"(required {MIN_COS}).",
+              f"Load average (1 min) before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f}."]
+    md = "\n".join(lines) + "\n"
+    print(md)
+    print(f"wrote {write_result('serve_batching', md)}")
+    command = f"python {' '.join(['bench/serve_batching.py', *sys.argv[1:]])}"
+    c = 32
+    b, n = med("batching", c, "rps"), med("no batching", c, "rps")
+    each = ", ".join(f"{x['rps'] / y['rps']:.2f}x" for x, y in zip(results[("batching", c)],
+                                                                   results[("no batching", c)], strict=True))
+    rows = [Row(f"zoo serve, 32 concurrent clients, one short text each (req/s; p50/p99 "
+                f"{med('batching', c, 'p50'):.0f}/{med('batching', c, 'p99'):.0f} ms vs "
+                f"{med('no batching', c, 'p50'):.0f}/{med('no batching', c, 'p99'):.0f} ms)",
+                f"{b:.1f}", f"{n:.1f}",
+                f"{b / n:.2f}x (rounds: {each})" if ok else "not reported: fidelity failed",
+                f">= {TARGET:g}x", (b / n >= TARGET) if ok else None, f"min row cosine {cos:.6f}"),
+            Row("the ceiling: embed in process, 32 texts per call against 1 (texts/s, no HTTP)",
+                f"{ceiling[1]:.0f}", f"{ceiling[0]:.0f}", f"{ceiling[1] / ceiling[0]:.2f}x", "report", None, "")]
+    write_summary("serve_batching", command, rows)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
