@@ -15,6 +15,7 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -36,8 +37,9 @@ SPACE_HEADER = "X-Zoo-Space"
 
 
 def create_app(models: list[str] | tuple[str, ...] = (), settings: ServeSettings | None = None, *,
-               pool: ModelPool | None = None):
-    """The app serving ``models`` (empty: any registered model), or the given ``pool``'s."""
+               pool: ModelPool | None = None, preload: bool = False):
+    """The app serving ``models`` (empty: any registered model), or the given ``pool``'s; ``preload`` loads
+    ``models`` now instead of on their first request."""
     settings = settings or ServeSettings()
     metrics: Metrics | None = None
 
@@ -59,6 +61,9 @@ def create_app(models: list[str] | tuple[str, ...] = (), settings: ServeSettings
     app = FastAPI(title="embedding-zoo", summary="OpenAI-compatible embeddings for every modality",
                   docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.pool, app.state.settings, app.state.metrics = pool, settings, metrics
+    if preload:
+        for name in models:
+            pool.get(name)
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError):
@@ -77,7 +82,7 @@ def create_app(models: list[str] | tuple[str, ...] = (), settings: ServeSettings
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "loaded": pool.loaded()}
+        return {"status": "ok", "loaded": pool.loaded(), "pid": os.getpid()}
 
     @app.get("/metrics")
     async def prometheus(request: Request):

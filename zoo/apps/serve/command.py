@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import sys
 
 from zoo.apps.serve.settings import DEFAULT_HOST, DEFAULT_PORT, ServeSettings, keys_from_env
 
@@ -46,6 +48,23 @@ def add_arguments(s: argparse.ArgumentParser, port_type) -> None:
     s.add_argument("--max-body", type=byte_size, default="64M", metavar="SIZE",
                    help="largest request body (default 64M)")
     s.add_argument("--timeout", type=_positive(float), default=120.0, help="seconds a request may wait (default 120)")
+    s.add_argument("--ray", action="store_true", help="deploy on Ray Serve, one model copy per replica "
+                   "(needs the serve-ray extra)")
+    s.add_argument("--replicas", type=_positive(int), default=1, help="Ray Serve replicas (default 1)")
+    s.add_argument("--autoscaling", type=_json_object, metavar="JSON",
+                   help='Ray Serve autoscaling settings, e.g. \'{"min_replicas": 1, "max_replicas": 4}\'')
+    s.add_argument("--cpus-per-replica", type=_positive(float), default=1.0, help="CPUs Ray gives each replica")
+    s.add_argument("--address", help="an existing Ray cluster (default: start a local Ray)")
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
 
 
 def settings_from(args: argparse.Namespace) -> ServeSettings:
@@ -56,7 +75,17 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from zoo.apps.serve.server import serve
+    from zoo.apps.serve.server import open_without_key, serve
 
-    serve(args.models, host=args.host, port=args.port, settings=settings_from(args), preload=args.preload)
+    settings = settings_from(args)
+    if not args.ray:
+        serve(args.models, host=args.host, port=args.port, settings=settings, preload=args.preload)
+        return 0
+    from zoo.apps.serve import ray_app
+
+    if warning := open_without_key(args.host, settings):
+        print(f"zoo: warning: {warning}", file=sys.stderr)
+    ray_app.run(args.models, settings, host=args.host, port=args.port, replicas=args.replicas,
+                autoscaling=args.autoscaling, address=args.address, cpus_per_replica=args.cpus_per_replica,
+                preload=args.preload)
     return 0

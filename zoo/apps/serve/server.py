@@ -39,8 +39,5 @@ def serve(models: Sequence[str] = (), *, host: str = DEFAULT_HOST, port: int = D
     settings = settings or ServeSettings()
     if warning := open_without_key(host, settings):
         log.warning(warning)
-    app = create_app(models, settings)
-    if preload:
-        for name in models:
-            app.state.pool.get(name)
+    app = create_app(models, settings, preload=preload)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
