@@ -50,6 +50,8 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "zoo.scale": ("DatasetJob", "Plan", "embed_dataset", "plan_job", "read_rows"),
     "zoo.demo": ("DemoApp", "build_demo", "launch"),
     "zoo.cli": ("main",),
+    "zoo.serve": ("ServeSettings", "create_app", "serve"),
+    "zoo.client": ("Client", "ServerError", "image", "audio", "points"),
 }
 
 
