@@ -47,9 +47,9 @@ def _free_port() -> int:
 class Server:
     """``zoo serve`` in a child process."""
 
-    def __init__(self, batching: bool):
+    def __init__(self, batching: bool, models: tuple[str, ...] = (MODEL,)):
         self.port = _free_port()
-        args = [sys.executable, "-m", "zoo.apps.cli", "serve", MODEL, "--preload", "--port", str(self.port)]
+        args = [sys.executable, "-m", "zoo.apps.cli", "serve", *models, "--preload", "--port", str(self.port)]
         self.proc = subprocess.Popen(args + ([] if batching else ["--no-batching"]), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
@@ -76,14 +76,13 @@ class Server:
         self.proc.wait(30)
 
 
-def _request(port: int, text: str) -> bytes:
-    body = json.dumps({"model": MODEL, "input": text}).encode()
+def _request(port: int, body: bytes) -> bytes:
     head = (f"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
 
 
-async def _client(port: int, texts: list[str], counter: list[int], total: int, deadline: float,
+async def _client(port: int, bodies: list[bytes], counter: list[int], total: int, deadline: float,
                   latencies: list[float]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -91,7 +90,7 @@ async def _client(port: int, texts: list[str], counter: list[int], total: int, d
             i = counter[0]
             counter[0] += 1
             t0 = time.perf_counter()
-            writer.write(_request(port, texts[i % len(texts)]))
+            writer.write(_request(port, bodies[i % len(bodies)]))
             status = await reader.readline()
             length = 0
             while (line := await reader.readline()) not in (b"\r\n", b""):
@@ -107,13 +106,20 @@ async def _client(port: int, texts: list[str], counter: list[int], total: int, d
 
 
 def load(port: int, concurrency: int, texts: list[str], total: int, seconds: float) -> dict:
-    """``total`` requests from ``concurrency`` connections (or until ``seconds``): throughput and latencies."""
+    """``total`` requests of one text each from ``concurrency`` connections (or until ``seconds``)."""
+    bodies = [json.dumps({"model": MODEL, "input": text}).encode() for text in texts]
+    return load_bodies(port, concurrency, bodies, total, seconds)
+
+
+def load_bodies(port: int, concurrency: int, bodies: list[bytes], total: int, seconds: float) -> dict:
+    """``total`` requests (the JSON ``bodies`` in turn) from ``concurrency`` connections (or until ``seconds``):
+    throughput and latencies."""
     latencies: list[float] = []
 
     async def run():
         deadline = time.monotonic() + seconds
         counter = [0]
-        await asyncio.gather(*(_client(port, texts, counter, total, deadline, latencies)
+        await asyncio.gather(*(_client(port, bodies, counter, total, deadline, latencies)
                                for _ in range(concurrency)))
 
     t0 = time.perf_counter()
