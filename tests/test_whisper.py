@@ -289,6 +289,20 @@ def test_real_weights_are_the_pinned_package_files(tiny_en):
     assert "License: MIT" in Path(str(dist.locate_file(src.license_file))).read_text(encoding="utf-8")
 
 
+def test_ctranslate2_leaves_torch_its_thread_count(speech):
+    """CTranslate2 sets the calling thread's OpenMP thread count to its own; torch models used on that thread
+    afterwards must still run on torch's (else their last bits differ from the same call on another thread)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = zoo.load("whisper-tiny-en", threads=2)  # a count of its own that torch's differs from
+        assert torch.get_num_threads() == 1
+        model.embed([speech[0]["path"]])
+        model.transcribe([speech[0]["path"]])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
 def test_real_weights_transcribe_espeak_speech(tiny_en, speech):
     texts = tiny_en.transcribe([c["path"] for c in speech])
     edits, words = map(sum, zip(*(word_errors(c["text"], t) for c, t in zip(speech, texts, strict=True)),

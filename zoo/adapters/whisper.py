@@ -39,7 +39,10 @@ default compute type, e.g. "float32"; ``zoo.load(..., compute_type="int8")`` ove
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +99,23 @@ def _positive_int(name: str, value: Any) -> int:
 # -- backends ---------------------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _torch_threads_kept() -> Iterator[None]:
+    """Give the calling thread back torch's thread count after a CTranslate2 call.
+
+    CTranslate2 sets the OpenMP thread count of the thread that calls it to its own ``intra_threads``; torch
+    reads that same per-thread setting, so every later torch call on that thread (any model's) would run on a
+    different number of threads than the others, and float sums split differently give other last bits.
+    """
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if torch is not None and torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 class CT2Backend:
     """A CTranslate2 Whisper model: ``encode`` gives (B, 1500, D) features, ``generate`` token ids."""
 
@@ -103,22 +123,25 @@ class CT2Backend:
         import ctranslate2
 
         self._ct2 = ctranslate2
-        self.model = ctranslate2.models.Whisper(str(folder), device=device, compute_type=compute_type,
-                                                intra_threads=threads)
+        with _torch_threads_kept():
+            self.model = ctranslate2.models.Whisper(str(folder), device=device, compute_type=compute_type,
+                                                    intra_threads=threads)
         self.n_mels = self.model.n_mels
         # CTranslate2 calls a model multilingual when its vocabulary has exactly 51,865 tokens (tiny .. large-v2):
         # a yes is a fact, a no proves nothing (large-v3 has 51,866).
         self.multilingual: bool | None = True if self.model.is_multilingual else None
 
     def encode(self, features: np.ndarray) -> np.ndarray:
-        out = self.model.encode(self._ct2.StorageView.from_array(features), to_cpu=True)
+        with _torch_threads_kept():
+            out = self.model.encode(self._ct2.StorageView.from_array(features), to_cpu=True)
         return np.asarray(out, dtype=np.float32)
 
     def detect_language(self, features: np.ndarray) -> list[str]:
         if not self.multilingual:
             raise InvalidInputError("CTranslate2 detects the language only with a 99-language Whisper vocabulary "
                                     "(51,865 tokens); pass language=")
-        found = self.model.detect_language(self._ct2.StorageView.from_array(features))
+        with _torch_threads_kept():
+            found = self.model.detect_language(self._ct2.StorageView.from_array(features))
         return [pairs[0][0].strip("<|>") for pairs in found]
 
     def generate(self, features: np.ndarray, prompts: list[list[int]], *, beam_size: int,
@@ -126,8 +149,9 @@ class CT2Backend:
         # CTranslate2 writes at most min(max_length / 2, max_length - (prompt length - 1)) tokens: pick max_length
         # so that this is max_new_tokens.
         max_length = max(2 * max_new_tokens, max_new_tokens + len(prompts[0]) - 1)
-        results = self.model.generate(self._ct2.StorageView.from_array(features), prompts, beam_size=beam_size,
-                                      max_length=max_length)
+        with _torch_threads_kept():
+            results = self.model.generate(self._ct2.StorageView.from_array(features), prompts, beam_size=beam_size,
+                                          max_length=max_length)
         return [r.sequences_ids[0] for r in results]
 
 
