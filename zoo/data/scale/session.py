@@ -17,6 +17,8 @@ from zoo.data.scale.plan import _one_line
 from zoo.errors import require
 
 RAY_RECORD = "_ray.json"  # the local Ray session of the driver running the job
+STOP_ROUNDS = 3  # scans of /proc for the session's processes while stopping them
+KILL_WAIT = 5.0  # seconds for SIGKILLed processes to be gone
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -101,6 +103,43 @@ def _record_ray_session(ray, output: Path) -> Path | None:
     return path
 
 
+def _session_users(session: str, recorded: dict[int, int | None]) -> list[tuple[int, int | None]]:
+    """This user's processes that have a file of the Ray session's folder open or are recorded and still run."""
+    me, uid = os.getpid(), os.getuid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        pid = int(entry)
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+        except OSError:
+            continue
+        if (pid in recorded and _alive(pid, recorded[pid])) or _uses(pid, session):
+            found.append((pid, _started(pid)))
+    return found
+
+
+def _terminate(procs: list[tuple[int, int | None]], wait: float) -> None:
+    """SIGTERM, then SIGKILL to those still running after ``wait`` seconds; returns once all are gone (or a
+    few seconds after the SIGKILL, for one stuck in the kernel)."""
+    def running() -> list[tuple[int, int | None]]:
+        return [(pid, started) for pid, started in procs if _alive(pid, started)]
+
+    for pid, _ in procs:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    for signum, seconds in ((None, wait), (signal.SIGKILL, KILL_WAIT)):
+        if signum is not None:
+            for pid, _ in running():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signum)
+        deadline = time.monotonic() + seconds
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
 def stop_stale_ray(output: str | os.PathLike, *, wait: float = 5.0) -> list[int]:
     """Stop the Ray processes that a killed driver of a job into ``output`` left running; returns their pids.
 
@@ -123,29 +162,13 @@ def stop_stale_ray(output: str | os.PathLike, *, wait: float = 5.0) -> list[int]
         return []
     if driver == os.getpid() or _alive(driver, record.get("driver_started")):
         return []  # its driver still runs (or is this process): not stale
-    me, uid = os.getpid(), os.getuid()
-    stale = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        pid = int(entry)
-        try:
-            if os.stat(f"/proc/{pid}").st_uid != uid:
-                continue
-        except OSError:
-            continue
-        if (pid in recorded and _alive(pid, recorded[pid])) or _uses(pid, session):
-            stale.append((pid, _started(pid)))
-    for pid, _ in stale:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and any(_alive(pid, started) for pid, started in stale):
-        time.sleep(0.1)
-    for pid, started in stale:
-        if _alive(pid, started):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+    stale: list[tuple[int, int | None]] = []
+    for _ in range(STOP_ROUNDS):  # again while any are left: a raylet being stopped may start a worker first
+        found = [p for p in _session_users(session, recorded) if p not in stale]
+        if not found:
+            break
+        _terminate(found, wait)
+        stale += found
     path.unlink(missing_ok=True)
     if stale:
         warnings.warn(f"stopped {len(stale)} Ray processes (pids {', '.join(str(p) for p, _ in stale)}) left "
