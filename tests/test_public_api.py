@@ -64,8 +64,9 @@ def _sources() -> list[tuple[str, str, bool]]:
     out = []
     for md in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         out += [(f"{md.name} block {i}", block, True) for i, block in enumerate(_python_blocks(md.read_text()))]
-    for folder in ("tests", "bench"):
-        out += [(str(p.relative_to(ROOT)), p.read_text(), False) for p in sorted((ROOT / folder).rglob("*.py"))]
+    for folder in ("tests", "bench"):  # not hidden folders: a benchmark's baseline venv lives in bench/*/.venv
+        out += [(str(p.relative_to(ROOT)), p.read_text(), False) for p in sorted((ROOT / folder).rglob("*.py"))
+                if not any(part.startswith(".") for part in p.relative_to(ROOT).parts)]
     return out
 
 
