@@ -6,12 +6,14 @@ import torch
 from tests.fixtures.hub import offline_hub  # noqa: F401
 from tests.fixtures.tiny_text import hf_text_cache  # noqa: F401
 
+TORCH_THREADS = torch.get_num_threads()  # the process's default, before any test
+
 
 @pytest.fixture(autouse=True)
 def _torch_thread_count_restored():
-    """A test that changes torch's thread count (a scale actor built in-process sets its own) gives it back:
-    later tests compare vectors bitwise with a server process or other threads running on the default count."""
-    before = torch.get_num_threads()
+    """After each test torch runs on its default thread count again: a scale actor built in-process (in a test
+    or a module fixture) sets its own, and later tests compare vectors bitwise with a server process or with
+    calls from other threads, which run on the default count."""
     yield
-    if torch.get_num_threads() != before:
-        torch.set_num_threads(before)
+    if torch.get_num_threads() != TORCH_THREADS:
+        torch.set_num_threads(TORCH_THREADS)
