@@ -25,7 +25,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,16 +54,21 @@ class Server:
         args = [sys.executable, "-m", "zoo.apps.cli", "serve", *models, "--preload", "--port", str(self.port)]
         self.proc = subprocess.Popen(args + ([] if batching else ["--no-batching"]), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
+        self.wait_until_up("zoo serve", 120)
+
+    def wait_until_up(self, what: str, seconds: float, why: Callable[[], str] = lambda: "") -> None:
+        """Return once /health answers; RuntimeError (with ``why()``) if the process exits or ``seconds`` pass."""
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
                     return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError("zoo serve exited") from None
+                    raise RuntimeError(f"{what} exited ({self.proc.returncode}){why()}") from None
                 time.sleep(0.2)
-        raise RuntimeError("zoo serve did not start")
+        self.stop()
+        raise RuntimeError(f"{what} did not start in {seconds:g} s")
 
     def embed(self, texts: list[str]) -> np.ndarray:
         body = json.dumps({"model": MODEL, "input": texts}).encode()
@@ -130,6 +137,66 @@ def load_bodies(port: int, concurrency: int, bodies: list[bytes], total: int, se
             "n": len(latencies)}
 
 
+def compare(makers: dict[str, Callable[[], Any]], levels: tuple[int, ...], rounds: int, texts: list[str],
+            totals: Callable[[int], tuple[int, int]], seconds: float) -> tuple[dict, dict]:
+    """Start each server in turn (the order alternating by round), keep its vectors for 64 texts, then load it at
+    each concurrency C with ``totals(C)`` = (warm-up, measured) requests. Returns (vectors per server, one array
+    per round) and (results per (server, C), one dict per round)."""
+    names = list(makers)
+    vectors: dict[str, list[np.ndarray]] = {}
+    results: dict[tuple[str, int], list[dict]] = {}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            server = makers[name]()
+            print(f"round {r + 1} {name}: up in {time.perf_counter() - t0:.1f} s", flush=True)
+            try:
+                vectors.setdefault(name, []).append(server.embed(texts[:64]))
+                for c in levels:
+                    warm, total = totals(c)
+                    load(server.port, c, texts, warm, seconds)
+                    res = load(server.port, c, texts, total, seconds)
+                    results.setdefault((name, c), []).append(res)
+                    print(f"round {r + 1} {name:12s} c={c:3d}: {res['rps']:7.1f} req/s  p50 {res['p50']:7.1f} ms  "
+                          f"p99 {res['p99']:7.1f} ms  ({res['n']} requests)", flush=True)
+            finally:
+                server.stop()
+    return vectors, results
+
+
+def min_cosine(vectors: dict[str, list[np.ndarray]], a: str, b: str) -> float:
+    """The lowest row cosine between any round's vectors of server ``a`` and any of ``b``."""
+    return min(float(row_cosines(x, y).min()) for x in vectors[a] for y in vectors[b])
+
+
+def median(results: dict, name: str, c: int, key: str) -> float:
+    return statistics.median(x[key] for x in results[(name, c)])
+
+
+def table(results: dict, a: str, b: str, levels: tuple[int, ...], ok: bool) -> list[str]:
+    """Markdown rows: req/s, p50 and p99 of ``a`` and ``b`` per concurrency, and a/b throughput (if ``ok``)."""
+    lines = [f"| concurrency | {a} req/s | p50 ms | p99 ms | {b} req/s | p50 ms | p99 ms | throughput ratio |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in levels:
+        x, y = median(results, a, c, "rps"), median(results, b, c, "rps")
+        lines.append(f"| {c} | {x:.1f} | {median(results, a, c, 'p50'):.1f} | {median(results, a, c, 'p99'):.1f} | "
+                     f"{y:.1f} | {median(results, b, c, 'p50'):.1f} | {median(results, b, c, 'p99'):.1f} | "
+                     + (f"{x / y:.2f}x |" if ok else "n/a |"))
+    return lines
+
+
+def comparison(makers: dict[str, Callable[[], Any]], levels: tuple[int, ...], rounds: int, texts: list[str],
+               totals: Callable[[int], tuple[int, int]], seconds: float, *, title: str,
+               about: str) -> tuple[dict, float, bool, list[str]]:
+    """:func:`compare` two servers, then check their vectors agree: (results, min row cosine, agreed, the
+    markdown page's first lines: title, machine, ``about`` and the table)."""
+    vectors, results = compare(makers, levels, rounds, texts, totals, seconds)
+    a, b = list(makers)
+    cos = min_cosine(vectors, a, b)
+    ok = cos >= MIN_COS
+    return results, cos, ok, [f"# {title}", "", machine(), "", about, "", *table(results, a, b, levels, ok)]
+
+
 def in_process_ceiling(texts: list[str]) -> tuple[float, float]:
     """texts/s of ``embed`` in this process, one text per call and 32 per call: the most batching can gain here."""
     import zoo
@@ -146,54 +213,34 @@ def in_process_ceiling(texts: list[str]) -> tuple[float, float]:
     return alone, len(texts) / (time.perf_counter() - t0)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(doc: str) -> argparse.Namespace:
+    """The options of the serving benchmarks: --quick, --rounds, --seconds."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=20.0, help="time limit of one load run")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> int:
+    args = parse_args(__doc__)
     levels = (1, 32) if args.quick else (1, 8, 32, 128)
     rounds = 1 if args.quick else args.rounds
     texts = [s for s in stdlib_sentences(5, 16)][:2000]
     load_before = os.getloadavg()[0]
 
-    fidelity = {}
-    results: dict[tuple[str, int], list[dict]] = {}
-    for r in range(rounds):
-        order = ("batching", "no batching") if r % 2 == 0 else ("no batching", "batching")
-        for mode in order:
-            server = Server(batching=mode == "batching")
-            try:
-                fidelity[mode] = server.embed(texts[:64])
-                for c in levels:
-                    total = 100 if c == 1 else max(400, 8 * c)
-                    load(server.port, c, texts, min(total, 40), args.seconds)  # warm-up
-                    res = load(server.port, c, texts, total, args.seconds)
-                    results.setdefault((mode, c), []).append(res)
-                    print(f"round {r + 1} {mode:12s} c={c:3d}: {res['rps']:7.1f} req/s  p50 {res['p50']:7.1f} ms  "
-                          f"p99 {res['p99']:7.1f} ms  ({res['n']} requests)", flush=True)
-            finally:
-                server.stop()
+    makers = {"batching": lambda: Server(batching=True), "no batching": lambda: Server(batching=False)}
+    results, cos, ok, lines = comparison(
+        makers, levels, rounds, texts, lambda c: (40, 100) if c == 1 else (40, max(400, 8 * c)), args.seconds,
+        title="zoo serve: dynamic batching vs batching off",
+        about=f"`zoo serve {MODEL}` on loopback, one short real sentence per request, C concurrent keep-alive "
+              f"connections; median of {rounds} round(s), servers in alternating order.")
     ceiling = in_process_ceiling(texts[:640])
     print(f"in process: one at a time {ceiling[0]:.1f} texts/s, batches of 32 {ceiling[1]:.1f} texts/s", flush=True)
-    cos = float(row_cosines(fidelity["batching"], fidelity["no batching"]).min())
-    ok = cos >= MIN_COS
 
     def med(mode, c, key):
-        return statistics.median(x[key] for x in results[(mode, c)])
+        return median(results, mode, c, key)
 
-    lines = [
-        "# zoo serve: dynamic batching vs batching off", "", machine(), "",
-        f"`zoo serve {MODEL}` on loopback, one short real sentence per request, C concurrent keep-alive "
-        f"connections; median of {rounds} round(s), servers in alternating order.", "",
-        "| concurrency | batching req/s | p50 ms | p99 ms | no batching req/s | p50 ms | p99 ms | throughput ratio |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for c in levels:
-        b, n = med("batching", c, "rps"), med("no batching", c, "rps")
-        ratio = f"{b / n:.2f}x" if ok else "n/a"
-        lines.append(f"| {c} | {b:.1f} | {med('batching', c, 'p50'):.1f} | {med('batching', c, 'p99'):.1f} | "
-                     f"{n:.1f} | {med('no batching', c, 'p50'):.1f} | {med('no batching', c, 'p99'):.1f} | {ratio} |")
     lines += ["", f"The ceiling on this machine: `embed` in one process, no HTTP, gives {ceiling[0]:.0f} texts/s one "
               f"text per call and {ceiling[1]:.0f} texts/s 32 per call ({ceiling[1] / ceiling[0]:.2f}x): a single "
               "short text already keeps the cores busy, so no batching server can gain more than that here; the "
