@@ -55,6 +55,8 @@ SUITE = (
           ("ray_throughput.py", "--rounds", "3"), ("ray_throughput.py", "--quick")),
     Bench("serve_batching", "zoo serve: dynamic batching vs batching off, 1 to 128 concurrent clients on loopback",
           ("serve_batching.py",), ("serve_batching.py", "--quick")),
+    Bench("serve_infinity", "zoo serve vs infinity (infinity-emb) on all-MiniLM-L6-v2, 1 to 32 concurrent clients",
+          ("serve_infinity.py",), ("serve_infinity.py", "--quick")),
     Bench("serve_images", "zoo serve: efficientnet-lite0 over data-URL photos, 16 concurrent clients vs one at a time",
           ("serve_images.py",), ("serve_images.py", "--quick")),
     Bench("serve_memory", "zoo serve: server RSS after 10,000 requests vs after 100",
