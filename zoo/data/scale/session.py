@@ -122,22 +122,23 @@ def _session_users(session: str, recorded: dict[int, int | None]) -> list[tuple[
 
 
 def _terminate(procs: list[tuple[int, int | None]], wait: float) -> None:
-    """SIGTERM, then SIGKILL to those still running after ``wait`` seconds; returns once all are gone (or a
-    few seconds after the SIGKILL, for one stuck in the kernel)."""
-    def running() -> list[tuple[int, int | None]]:
-        return [(pid, started) for pid, started in procs if _alive(pid, started)]
-
-    for pid, _ in procs:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGTERM)
-    for signum, seconds in ((None, wait), (signal.SIGKILL, KILL_WAIT)):
-        if signum is not None:
-            for pid, _ in running():
+    """SIGTERM, then SIGKILL to those still running after ``wait`` seconds; returns once all are gone (or
+    KILL_WAIT seconds after the SIGKILL, for one stuck in the kernel)."""
+    def signal_all(signum: int) -> None:
+        for pid, started in procs:
+            if _alive(pid, started):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signum)
+
+    def wait_gone(seconds: float) -> None:
         deadline = time.monotonic() + seconds
-        while running() and time.monotonic() < deadline:
+        while any(_alive(pid, started) for pid, started in procs) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    signal_all(signal.SIGTERM)
+    wait_gone(wait)
+    signal_all(signal.SIGKILL)
+    wait_gone(KILL_WAIT)
 
 
 def stop_stale_ray(output: str | os.PathLike, *, wait: float = 5.0) -> list[int]:
