@@ -164,11 +164,6 @@ def compare(makers: dict[str, Callable[[], Any]], levels: tuple[int, ...], round
     return vectors, results
 
 
-def min_cosine(vectors: dict[str, list[np.ndarray]], a: str, b: str) -> float:
-    """The lowest row cosine between any round's vectors of server ``a`` and any of ``b``."""
-    return min(float(row_cosines(x, y).min()) for x in vectors[a] for y in vectors[b])
-
-
 def median(results: dict, name: str, c: int, key: str) -> float:
     return statistics.median(x[key] for x in results[(name, c)])
 
@@ -192,13 +187,13 @@ def comparison(makers: dict[str, Callable[[], Any]], levels: tuple[int, ...], ro
     markdown page's first lines: title, machine, ``about`` and the table)."""
     vectors, results = compare(makers, levels, rounds, texts, totals, seconds)
     a, b = list(makers)
-    cos = min_cosine(vectors, a, b)
+    cos = min(float(row_cosines(x, y).min()) for x in vectors[a] for y in vectors[b])  # any rounds' pair
     ok = cos >= MIN_COS
     return results, cos, ok, [f"# {title}", "", machine(), "", about, "", *table(results, a, b, levels, ok)]
 
 
-def in_process_ceiling(texts: list[str]) -> tuple[float, float]:
-    """texts/s of ``embed`` in this process, one text per call and 32 per call: the most batching can gain here."""
+def in_process_gain(texts: list[str]) -> tuple[float, float]:
+    """texts/s of ``embed`` in this process, one text per call and 32 per call: the model's own gain from batches."""
     import zoo
 
     model = zoo.load(MODEL)
@@ -235,14 +230,14 @@ def main() -> int:
         title="zoo serve: dynamic batching vs batching off",
         about=f"`zoo serve {MODEL}` on loopback, one short real sentence per request, C concurrent keep-alive "
               f"connections; median of {rounds} round(s), servers in alternating order.")
-    ceiling = in_process_ceiling(texts[:640])
-    print(f"in process: one at a time {ceiling[0]:.1f} texts/s, batches of 32 {ceiling[1]:.1f} texts/s", flush=True)
+    gain = in_process_gain(texts[:640])
+    print(f"in process: one at a time {gain[0]:.1f} texts/s, batches of 32 {gain[1]:.1f} texts/s", flush=True)
 
     def med(mode, c, key):
         return median(results, mode, c, key)
 
-    lines += ["", f"The model's own gain on this machine: `embed` in one process, no HTTP, gives {ceiling[0]:.0f} "
-              f"texts/s one text per call and {ceiling[1]:.0f} texts/s 32 per call ({ceiling[1] / ceiling[0]:.2f}x). "
+    lines += ["", f"The model's own gain on this machine: `embed` in one process, no HTTP, gives {gain[0]:.0f} "
+              f"texts/s one text per call and {gain[1]:.0f} texts/s 32 per call ({gain[1] / gain[0]:.2f}x). "
               "The servers' ratio differs from it because HTTP, JSON and the load generator share the same cores "
               "with the model's threads: without batching they interrupt every one-text call.",
               "", f"Fidelity: min row cosine between the two servers' vectors for 64 sentences {cos:.6f} "
@@ -263,7 +258,7 @@ def main() -> int:
                 f"{b / n:.2f}x (rounds: {each})" if ok else "not reported: fidelity failed",
                 f">= {TARGET:g}x", (b / n >= TARGET) if ok else None, f"min row cosine {cos:.6f}"),
             Row("the model's own gain: embed in process, 32 texts per call against 1 (texts/s, no HTTP)",
-                f"{ceiling[1]:.0f}", f"{ceiling[0]:.0f}", f"{ceiling[1] / ceiling[0]:.2f}x", "report", None, "")]
+                f"{gain[1]:.0f}", f"{gain[0]:.0f}", f"{gain[1] / gain[0]:.2f}x", "report", None, "")]
     write_summary("serve_batching", command, rows)
     return 0 if ok else 1
 

@@ -81,5 +81,6 @@ def main() -> int:
             f"{half[1]:.1f}", f"{late:+.1f} MB", "report", None, "")])
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

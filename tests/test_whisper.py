@@ -303,6 +303,7 @@ def test_ctranslate2_leaves_torch_its_thread_count(speech):
     finally:
         torch.set_num_threads(before)
 
+
 def test_real_weights_transcribe_espeak_speech(tiny_en, speech):
     texts = tiny_en.transcribe([c["path"] for c in speech])
     edits, words = map(sum, zip(*(word_errors(c["text"], t) for c, t in zip(speech, texts, strict=True)),
