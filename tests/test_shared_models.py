@@ -138,6 +138,19 @@ def test_whisper_embed_and_transcribe_from_many_threads():
     _check_against_serial([lambda: model.embed([clip]), lambda: model.transcribe([clip], beam_size=1)], rounds=2)
 
 
+
+def test_a_torch_model_on_threads_that_ran_whisper_keeps_its_serial_result():
+    """CTranslate2 (one thread here, torch two) sets the OpenMP thread count of the thread that calls it; a torch
+    model on a pool thread that ran Whisper before must still compute on torch's count, as serially."""
+    from pathlib import Path
+
+    speech = zoo.load("whisper-tiny-en", threads=1)
+    vision = zoo.load("efficientnet-lite0")
+    clip = str(Path(zoo.__file__).parent / "samples" / "speech" / "coffee.flac")
+    photos = _items("efficientnet-lite0")
+    _check_against_serial([lambda: speech.embed([clip]), lambda: vision.embed(photos[:2]),
+                           lambda: vision.embed(photos)], rounds=3)
+
 # -- per-call behaviour that used to leak ----------------------------------------------------------------------------
 
 
