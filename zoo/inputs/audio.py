@@ -16,13 +16,12 @@ Limits (every failure is an InvalidInputError / InputTooLargeError naming the it
   file is invalid), and every decoded sample finite (NaN/inf are refused);
 - decoding reads blocks and mixes them down as it goes, and stops once the decoded length passes the limit.
 
-Sandbox: libsndfile is C code parsing untrusted bytes, so by default (``sandbox=True``) decoding runs in a
-reusable worker process (``python -m zoo.audio``) with ``RLIMIT_AS`` = ``WORKER_MEMORY_BYTES``, no core dumps,
-and a per-item wall-clock limit (``DECODE_TIMEOUT``). The parent sends raw bytes over a pipe (a 4-byte length,
-a small JSON header, an 8-byte length, the file) and gets back a 4-byte length, a JSON header and raw
-little-endian float32 samples: nothing untrusted is pickled. A worker that crashes, hangs or runs out of memory
-becomes an InvalidInputError for that item; it is killed and a fresh one starts on the next call. One worker is
-shared, behind a lock. ``sandbox=False`` decodes in-process (faster start, for trusted files only).
+Sandbox: libsndfile is C code parsing untrusted bytes, so by default (``sandbox=True``) decoding runs in the
+audio worker process of ``zoo.inputs.sandbox`` with ``RLIMIT_AS`` = ``WORKER_MEMORY_BYTES``, no core dumps and a
+per-item wall-clock limit (``DECODE_TIMEOUT``); raw bytes go over a pipe and raw little-endian float32 samples
+come back: nothing untrusted is pickled. A worker that crashes, hangs or runs out of memory becomes an
+InvalidInputError for that item; a fresh one starts on the next call. ``sandbox=False`` decodes in-process
+(faster start, for trusted files only).
 
 Mono mixdown averages the channels. Resampling, only when the rate differs from ``target_rate``, uses the filter
 of ``torchaudio.functional.resample`` with its defaults (a cached ``torchaudio.transforms.Resample``): a
@@ -32,21 +31,14 @@ Hann-windowed sinc, ``lowpass_filter_width=6``, ``rolloff=0.99``; it is determin
 
 from __future__ import annotations
 
-import atexit
 import functools
-import json
 import os
-import selectors
 import struct
-import subprocess
-import sys
-import threading
-import time
-from pathlib import Path
 from typing import Any
 
 from zoo.errors import InputTooLargeError, InvalidInputError
 from zoo.inputs.limits import read_checked
+from zoo.inputs.sandbox import sandbox
 
 #: Largest encoded audio file the zoo reads (10 minutes of 48 kHz 16-bit stereo WAV fits).
 MAX_FILE_BYTES = 128 * 1024 * 1024
@@ -159,144 +151,20 @@ def _check_samples(x, what: str) -> None:
                                 f"(float audio is expected in [-1, 1])")
 
 
-# ---------------------------------------------------------------- sandbox: parent side
-_lock = threading.Lock()
-_worker: subprocess.Popen | None = None
-
-
-def _forget_worker_in_child() -> None:  # a forked child must not share the parent's pipes
-    global _lock, _worker
-    _lock, _worker = threading.Lock(), None
-
-
-def _start_worker() -> subprocess.Popen:
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    root = str(Path(__file__).resolve().parents[2])  # the folder holding the zoo package
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return subprocess.Popen([sys.executable, "-m", "zoo.inputs.audio"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, bufsize=0, env=env)
-
-
-def _stop_worker() -> None:
-    global _worker
-    if _worker is not None:
-        _worker.kill()
-        _worker.wait()
-        _worker = None
-
-
-def _exchange(proc: subprocess.Popen, request: bytes, timeout: float) -> tuple[dict, bytes]:
-    """Write ``request`` and read one reply, never blocking past ``timeout``; raise RuntimeError on a dead worker."""
-    deadline = time.monotonic() + timeout
-    win, rout = proc.stdin.fileno(), proc.stdout.fileno()
-    os.set_blocking(win, False)
-    os.set_blocking(rout, False)
-    view, sent, buf, header, need = memoryview(request), 0, bytearray(), None, None
-    with selectors.DefaultSelector() as sel:
-        sel.register(win, selectors.EVENT_WRITE)
-        sel.register(rout, selectors.EVENT_READ)
-        while need is None or len(buf) < need:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            for key, _ in sel.select(left):
-                if key.fd == win:
-                    try:
-                        sent += os.write(win, view[sent:sent + (1 << 20)])
-                    except BlockingIOError:
-                        continue
-                    except BrokenPipeError:  # the worker died; its stdout's EOF says so below
-                        sent = len(view)
-                    if sent >= len(view):
-                        sel.unregister(win)
-                    continue
-                chunk = os.read(rout, 1 << 22)
-                if not chunk:
-                    raise RuntimeError
-                buf += chunk
-                if header is None and len(buf) >= 4:
-                    hlen = struct.unpack_from(">I", buf)[0]
-                    if len(buf) >= 4 + hlen:
-                        header = json.loads(bytes(buf[4:4 + hlen]))
-                        need = 4 + hlen + 4 * header.get("frames", 0)
-    return header, bytes(buf[need - 4 * header.get("frames", 0):need])
+# ---------------------------------------------------------------- sandbox
+def serve(head: dict, data: bytes) -> tuple[dict, list]:
+    """The worker's side (``zoo.inputs.sandbox``): one file's samples as little-endian float32."""
+    mono, rate = _decode(data, float(head["max_seconds"]))
+    return {"rate": rate, "frames": len(mono)}, [mono.astype("<f4")]
 
 
 def _decode_sandboxed(data: bytes, max_seconds: float, index: int):
     import numpy as np
 
-    global _worker
-    head = json.dumps({"max_seconds": max_seconds, "hook": _TEST_HOOK}).encode()
-    request = struct.pack(">I", len(head)) + head + struct.pack(">Q", len(data)) + data
-    with _lock:
-        if _worker is None or _worker.poll() is not None:
-            _stop_worker()
-            _worker = _start_worker()
-        try:
-            header, payload = _exchange(_worker, request, DECODE_TIMEOUT)
-        except TimeoutError:
-            _stop_worker()
-            raise InvalidInputError(f"audio decoder took over {DECODE_TIMEOUT:g} s and was stopped",
-                                    index=index) from None
-        except (RuntimeError, OSError, ValueError):
-            code = _worker.wait() if _worker is not None else None
-            _worker = None
-            raise InvalidInputError(f"audio decoder crashed on this file (exit status {code})", index=index) from None
-        except BaseException:  # e.g. KeyboardInterrupt mid-exchange: the worker's state is unknown, so drop it
-            _stop_worker()
-            raise
-    if not header["ok"]:
-        cls = InputTooLargeError if header["kind"] == "too_large" else InvalidInputError
-        kw = {"limit": header.get("limit")} if cls is InputTooLargeError else {}
-        raise cls(header["message"], index=index, **kw)
+    box = sandbox("audio", WORKER_MEMORY_BYTES)
+    header, payload = box.run({"max_seconds": max_seconds}, data, index=index, timeout=DECODE_TIMEOUT,
+                              hook=_TEST_HOOK)
     return np.frombuffer(payload, dtype="<f4").astype(np.float32), int(header["rate"])
-
-
-atexit.register(_stop_worker)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_worker_in_child)
-
-
-# ---------------------------------------------------------------- sandbox: worker side
-def _worker_main() -> None:
-    """Decoder worker loop: requests on stdin, replies on the original stdout (fd 1 then points to stderr)."""
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if hasattr(resource, "RLIMIT_AS"):
-        resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, WORKER_MEMORY_BYTES))
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # stray prints from C code must not corrupt the protocol
-    inp = sys.stdin.buffer
-    while True:
-        raw = inp.read(4)
-        if len(raw) < 4:
-            return
-        head = json.loads(inp.read(struct.unpack(">I", raw)[0]))
-        data = inp.read(struct.unpack(">Q", inp.read(8))[0])
-        if head.get("hook") == "abort":
-            os.abort()
-        if head.get("hook") == "exit":
-            os._exit(3)
-        if head.get("hook") == "hang":
-            time.sleep(3600)
-        payload = b""
-        try:
-            mono, rate = _decode(data, float(head["max_seconds"]))
-            payload = mono.astype("<f4").tobytes()
-            reply = {"ok": True, "rate": rate, "frames": len(mono)}
-        except InputTooLargeError as exc:
-            reply = {"ok": False, "kind": "too_large", "message": str(exc), "limit": exc.limit}
-        except InvalidInputError as exc:
-            reply = {"ok": False, "kind": "invalid", "message": str(exc)}
-        except MemoryError:
-            reply = {"ok": False, "kind": "invalid", "message": "audio decoder ran out of memory"}
-        except Exception as exc:  # noqa: BLE001 - anything else is still this item's fault
-            reply = {"ok": False, "kind": "invalid", "message": f"cannot decode audio: {exc}"}
-        blob = json.dumps(reply).encode()
-        out.write(struct.pack(">I", len(blob)) + blob)
-        out.write(payload)
-        out.flush()
 
 
 # ---------------------------------------------------------------- public API
@@ -398,5 +266,3 @@ def load_audios(items: list, *, target_rate: int, max_seconds: float | None = No
             for i, it in enumerate(items)]
 
 
-if __name__ == "__main__":
-    _worker_main()
