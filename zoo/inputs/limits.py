@@ -20,6 +20,8 @@ FILE_SUFFIXES = {
     "image": (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"),
     "audio": (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"),
     "points": (".npy", ".ply", ".obj", ".stl", ".glb", ".gltf", ".off"),
+    "video": (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"),
+    "document": (".pdf",),
 }
 
 

@@ -1,6 +1,6 @@
-"""Decoder worker processes: C decoders (libsndfile, FFmpeg) parse untrusted bytes outside the caller's process.
+"""Decoder worker processes: C decoders (libsndfile, FFmpeg, PDFium) parse untrusted bytes outside the caller's process.
 
-One reusable worker per kind of input ("audio", "video"), started on first use as ``python -m zoo.inputs.sandbox
+One reusable worker per kind of input ("audio", "video", "document"), started on first use as ``python -m zoo.inputs.sandbox
 KIND`` with ``RLIMIT_AS`` set to the kind's memory limit, no core dumps, one BLAS/OpenMP thread, and a wall-clock
 limit per item. A worker serves one request at a time behind its lock.
 
@@ -33,7 +33,8 @@ from typing import Any
 from zoo.errors import InputTooLargeError, InvalidInputError
 
 #: kind -> "module:function" that decodes one request inside the worker.
-DECODERS = {"audio": "zoo.inputs.audio:serve", "video": "zoo.inputs.video:serve"}
+DECODERS = {"audio": "zoo.inputs.audio:serve", "video": "zoo.inputs.video:serve",
+            "document": "zoo.inputs.documents:serve"}
 
 
 class Sandbox:
