@@ -16,7 +16,7 @@ import zoo
 from tests.fixtures.tiny_vlm import tiny_vlm_cache  # noqa: F401
 from tests.test_vlm import CAPTION_Q, IMAGE_Q, Recorder, _image, _tokens
 from zoo.adapters.vlm_inputs import VLMItem, build_prompt
-from zoo.adapters.vlm_qwen import fetch_size, vlm2vec_size
+from zoo.adapters.vlm_sizes import fetch_size, vlm2vec_size
 from zoo.errors import InvalidInputError
 
 VLM2VEC, MME5, QWEN3 = "vlm2vec-qwen2vl-2b", "mme5-mllama-11b-instruct", "qwen3-vl-embedding-2b"

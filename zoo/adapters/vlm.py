@@ -53,6 +53,7 @@ from zoo.adapters.vlm_inputs import PROMPT_FORMATS, ImageRules, Prepared, build_
 from zoo.catalog.modelcard import ModelCard
 from zoo.catalog.sources import Resolved, check_format
 from zoo.errors import CardError, InputTooLargeError, InvalidInputError
+from zoo.inputs.video import FrameSampling
 
 DEFAULT_TOKEN_BUDGET = 16384
 DEFAULT_MAX_ROWS = 16
@@ -112,7 +113,8 @@ class VLMEmbedder(BaseEmbedder):
                 raise InvalidInputError(f"image_resize must be (width, height) in pixels, not {image_resize!r}")
             image_resize = (int(image_resize[0]), int(image_resize[1]))
         background = opts.get("rgba_background")
-        self.image_rules = ImageRules(tuple(background) if background else None, image_resize)
+        sampling = FrameSampling.from_options(opts["video"]) if "video" in opts else None
+        self.image_rules = ImageRules(tuple(background) if background else None, image_resize, sampling)
         self.padding_side = opts.get("padding_side", "right")
         self.max_tokens = card.max_tokens or 8192
         self.token_budget = int(opts.get("token_budget", DEFAULT_TOKEN_BUDGET))
@@ -135,7 +137,10 @@ class VLMEmbedder(BaseEmbedder):
                                 "({'image': ..., 'text': ...}) or pass modality=")
 
     def _check(self, inputs: list, modality: str) -> list:
-        return [check_item(item, modality, i, self.image_rules) for i, item in enumerate(inputs)]
+        items = [check_item(item, modality, i, self.image_rules) for i, item in enumerate(inputs)]
+        for i, item in enumerate(items):
+            self.backbone.check_item(item, i)
+        return items
 
     def instruction(self, ctx: EmbedContext) -> str | None:
         """The instruction of this call: ``task_instruction`` or the card's named one (not both)."""

@@ -45,6 +45,18 @@ def pad_tokens(rows: list[torch.Tensor], length: int, side: str) -> torch.Tensor
     return out
 
 
+def expand_tokens(text: str, replacements: dict[str, list[str]]) -> str:
+    """Replace the occurrences of each placeholder, in order, by its next replacement (as processors expand one
+    image or video token into as many as its pixels need)."""
+    import re
+
+    queues = {token: iter(values) for token, values in replacements.items() if values}
+    if not queues:
+        return text
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(queues, key=len, reverse=True)))
+    return pattern.sub(lambda m: next(queues[m.group(0)]), text)
+
+
 def pil_processor(path: str) -> Any:
     """The checkpoint's processor with its image processor on the PIL backend (the original's slow one)."""
     from transformers import AutoImageProcessor, AutoProcessor
@@ -59,6 +71,9 @@ class Backbone:
     separate_images = False
     #: Per-token extras, cut with the ids when an item is truncated.
     token_extras: tuple[str, ...] = ()
+    #: Most images one item may hold (None: any number); whether an item may hold videos.
+    max_images: int | None = 1
+    takes_video = False
 
     def __init__(self, emb: Any, path: str, *, trust_remote_code: bool = False, lora_path: str | None = None):
         self.emb, self.path, self.opts = emb, path, emb.card.options
@@ -86,11 +101,22 @@ class Backbone:
         return prompt
 
     def is_image_id(self, token_id: int) -> bool:
-        return token_id == self.image_id
+        """An image's or a video's token (an item is never cut inside one)."""
+        return token_id == self.image_id or token_id == getattr(self, "video_id", None)
 
-    def check_tokens(self, prompt: str, token: str, has_image: bool, index: int) -> None:
-        if prompt.count(token) != int(has_image):
-            raise InvalidInputError(f"text contains the reserved image token {token!r}", index=index)
+    def check_tokens(self, prompt: str, token: str, count: int, index: int) -> None:
+        """The prompt must hold ``token`` once per image (or video) of the item: a text holding it is refused."""
+        if prompt.count(token) != int(count):
+            raise InvalidInputError(f"text contains the reserved token {token!r}", index=index)
+
+    def check_item(self, item: Any, index: int) -> None:
+        """Refuse what this backbone cannot take: several images, a video."""
+        name = self.emb.card.name
+        if self.max_images is not None and len(item.of("image")) > self.max_images:
+            raise InvalidInputError(f"{name} takes at most {self.max_images} image(s) an item, not "
+                                    f"{len(item.of('image'))}", index=index)
+        if item.of("video") and not self.takes_video:
+            raise InvalidInputError(f"{name} takes no video", index=index)
 
     def truncate(self, prepared: Prepared, limit: int, index: int) -> Prepared:
         kept = prepared.ids[:limit]

@@ -5,18 +5,21 @@ See ``zoo.adapters.vlm_backbones`` for what a backbone does and how each one tre
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
-from zoo.adapters.vlm_backbones import Backbone, pad_tokens, pil_processor
+from zoo.adapters.vlm_backbones import Backbone, expand_tokens, pad_tokens, pil_processor
 from zoo.adapters.vlm_inputs import Prepared, VLMItem, positions
+from zoo.adapters.vlm_sizes import fetch_size, vlm2vec_size
+from zoo.adapters.vlm_video import qwen3_video, timestamps, vlm2vec_video
 from zoo.errors import CardError, InvalidInputError
 
 
 class Qwen2VL(Backbone):
     """VLM2Vec on Qwen2-VL (base + merged LoRA/DoRA adapter)."""
+
+    max_images, takes_video = None, True
 
     def __init__(self, emb: Any, path: str, **kw: Any):
         super().__init__(emb, path, **kw)
@@ -52,86 +55,60 @@ class Qwen2VL(Backbone):
         self.factor = int(self.image_processor.patch_size) * self.merge
         self.pixels = (pixels["min_pixels"], pixels["max_pixels"])
         self.min_side = int(self.opts.get("min_image_side", 28))
+        self.video_token = "<|video_pad|>"
+        self.video_id = self.tokenizer.convert_tokens_to_ids(self.video_token)
+        self.video_opts = dict(self.opts.get("video", {}))
+        self.video_processor = video_processor(self.image_processor)
 
     def prepare(self, item: VLMItem, index: int) -> Prepared:
-        prompt, extras = item.prompt, {}
-        self.check_tokens(prompt, self.image_token, item.image is not None, index)
-        if item.image is not None:
-            from PIL import Image
-
-            image = item.image
-            if image.width < self.min_side or image.height < self.min_side:
-                image = image.resize((2 * self.min_side, 2 * self.min_side), Image.Resampling.BICUBIC)
-            h, w = vlm2vec_size(image.height, image.width, self.factor, *self.pixels)
-            image = image.resize((w, h), Image.Resampling.BICUBIC)  # what the processor's PIL backend does
-            try:
-                enc = self.image_processor(images=[image], do_resize=False, return_tensors="pt")
-            except ValueError as exc:
-                raise InvalidInputError(f"image cannot be processed: {exc}", index=index) from exc
-            extras = {"pixel_values": enc["pixel_values"], "image_grid_thw": enc["image_grid_thw"]}
-            count = int(enc["image_grid_thw"].prod()) // self.merge**2
-            prompt = prompt.replace(self.image_token, self.image_token * count)
+        images, videos = item.of("image"), item.of("video")
+        self.check_tokens(item.prompt, self.image_token, len(images), index)
+        self.check_tokens(item.prompt, self.video_token, len(videos), index)
+        extras: dict[str, torch.Tensor] = {}
+        counts: dict[str, list[int]] = {self.image_token: [], self.video_token: []}
+        if images:
+            enc = self._images([self._fit(image) for image in images], index)
+            extras.update(pixel_values=enc["pixel_values"], image_grid_thw=enc["image_grid_thw"])
+            counts[self.image_token] = (enc["image_grid_thw"].prod(-1) // self.merge**2).tolist()
+        if videos:
+            frames = [vlm2vec_video(video, self.factor, self.pixels, self.video_opts) for video in videos]
+            enc = self.video_processor(videos=frames, do_resize=False, return_tensors="pt")
+            extras.update(pixel_values_videos=enc["pixel_values_videos"], video_grid_thw=enc["video_grid_thw"])
+            counts[self.video_token] = (enc["video_grid_thw"].prod(-1) // self.merge**2).tolist()
+        prompt = expand_tokens(item.prompt, {tok: [tok * n for n in ns] for tok, ns in counts.items()})
         ids = self.tokenizer(prompt)["input_ids"] or [self.pad_id]
-        return Prepared(ids, extras, item.image is not None)
+        return Prepared(ids, extras, item.visual)
+
+    def _fit(self, image: Any) -> Any:
+        """An image at the size VLM2Vec's processor gives it (PIL bicubic, as the processor's PIL backend)."""
+        from PIL import Image
+
+        if image.width < self.min_side or image.height < self.min_side:
+            image = image.resize((2 * self.min_side, 2 * self.min_side), Image.Resampling.BICUBIC)
+        h, w = vlm2vec_size(image.height, image.width, self.factor, *self.pixels)
+        return image.resize((w, h), Image.Resampling.BICUBIC)
+
+    def _images(self, images: list, index: int) -> Any:
+        try:
+            return self.image_processor(images=images, do_resize=False, return_tensors="pt")
+        except ValueError as exc:
+            raise InvalidInputError(f"image cannot be processed: {exc}", index=index) from exc
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, batch: list[Prepared]) -> torch.Tensor:
-        pixels = self.cat(batch, "pixel_values", self.model.visual.dtype)
+        dtype = self.model.visual.dtype
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions(mask), use_cache=False,
-                         pixel_values=pixels, image_grid_thw=self.cat(batch, "image_grid_thw"))
+                         pixel_values=self.cat(batch, "pixel_values", dtype),
+                         image_grid_thw=self.cat(batch, "image_grid_thw"),
+                         pixel_values_videos=self.cat(batch, "pixel_values_videos", dtype),
+                         video_grid_thw=self.cat(batch, "video_grid_thw"))
         return out.last_hidden_state
-
-
-def vlm2vec_size(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """Target (height, width) as VLM2Vec's own copy of the Qwen2-VL image processor computes it.
-
-    transformers' ``smart_resize`` raises for an aspect ratio over 200 and clamps the scaled-down
-    sides to at least ``factor``; VLM2Vec's copy (src/model/vlm_backbone/qwen2_vl) instead makes
-    an image with a side under ``factor`` or a ratio over 200 square (both sides the longer one)
-    and has no clamp. Both round to multiples of ``factor``, then floor into ``max_pixels`` or
-    ceil up to ``min_pixels``; for ordinary images the two agree.
-    """
-    if height < factor or width < factor or max(height, width) / min(height, width) > 200:
-        height = width = max(factor, height, width)
-    h = round(height / factor) * factor
-    w = round(width / factor) * factor
-    h, w = _within_budget(height, width, h, w, factor, min_pixels, max_pixels)
-    return h, w
-
-
-def _within_budget(height: int, width: int, h: int, w: int, factor: int, min_pixels: int,
-                   max_pixels: int) -> tuple[int, int]:
-    """The pixel-budget step both upstream ``smart_resize`` copies share: rounded sides ``h, w`` of a
-    ``height x width`` image scaled down (floor) over ``max_pixels`` or up (ceil) under ``min_pixels``."""
-    if h * w > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        return math.floor(height / beta / factor) * factor, math.floor(width / beta / factor) * factor
-    if h * w < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        return math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
-    return h, w
-
-
-def fetch_size(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """Target (height, width) as ``qwen_vl_utils.smart_resize`` (Qwen3-VL's) computes it, to the letter.
-
-    Over an aspect ratio of 200 it raises; the first rounding is clamped to at least ``factor``,
-    the scaled-down sides are not (an extreme strip can then floor to zero, which upstream's
-    resize fails on: raised here as ValueError).
-    """
-    if max(height, width) / min(height, width) > 200:
-        raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.0f} is over 200")
-    h = max(factor, round(height / factor) * factor)
-    w = max(factor, round(width / factor) * factor)
-    h, w = _within_budget(height, width, h, w, factor, min_pixels, max_pixels)
-    if h < 1 or w < 1:
-        raise ValueError(f"a {width}x{height} image scales to {w}x{h} pixels under max_pixels {max_pixels}")
-    return h, w
 
 
 class Qwen3VL(Backbone):
     """Qwen3-VL-Embedding: Qwen3VLModel, the checkpoint's chat template, last token."""
 
     token_extras = ("mm_token_type_ids",)
+    max_images, takes_video = None, True
 
     def __init__(self, emb: Any, path: str, **kw: Any):
         super().__init__(emb, path, **kw)
@@ -148,36 +125,74 @@ class Qwen3VL(Backbone):
         ip = self.processor.image_processor
         self.factor = int(ip.patch_size) * int(ip.merge_size)
         self.pixels = (int(self.opts.get("min_pixels", 4096)), int(self.opts.get("max_pixels", 1843200)))
+        self.video_token, self.vision_start, self.vision_end = "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"
+        self.video_id = tok.convert_tokens_to_ids(self.video_token)
+        self.video_opts = dict(self.opts.get("video", {}))
 
     def render(self, prompt: Any) -> str:
         return self.processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
 
     def prepare(self, item: VLMItem, index: int) -> Prepared:
         text = self.render(item.prompt)
-        self.check_tokens(text, self.image_token, item.image is not None, index)
-        images = None
-        if item.image is not None:
+        images, videos = item.of("image"), item.of("video")
+        self.check_tokens(text, self.image_token, len(images), index)
+        self.check_tokens(text, self.video_token, len(videos), index)
+        extras: dict[str, torch.Tensor] = {}
+        if videos:
+            clips = [qwen3_video(video, self.factor, self.video_opts, index) for video in videos]
+            enc = self.processor.video_processor(videos=[frames for frames, _ in clips], do_resize=False,
+                                                 do_sample_frames=False, return_tensors="pt")
+            extras.update(pixel_values_videos=enc["pixel_values_videos"], video_grid_thw=enc["video_grid_thw"])
+            marked = self.vision_start + self.video_token + self.vision_end
+            text = expand_tokens(text, {marked if marked in text else self.video_token: [
+                self._video_placeholder(grid, meta) for grid, (_, meta) in zip(enc["video_grid_thw"], clips,
+                                                                                 strict=True)]})
+        if images:
             try:
-                h, w = fetch_size(item.image.height, item.image.width, self.factor, *self.pixels)
+                sizes = [fetch_size(image.height, image.width, self.factor, *self.pixels) for image in images]
             except ValueError as exc:
                 raise InvalidInputError(f"image cannot be processed: {exc}", index=index) from exc
             from PIL import Image
 
-            images = [item.image.resize((w, h), Image.Resampling.BICUBIC)]
-        enc = self.processor(text=[text], images=images, do_resize=False, return_tensors="pt")
-        extras = {"mm_token_type_ids": enc["mm_token_type_ids"][0]}
+            images = [image.resize((w, h), Image.Resampling.BICUBIC) for image, (h, w) in zip(images, sizes,
+                                                                                                strict=True)]
+        enc = self.processor(text=[text], images=images or None, do_resize=False, return_tensors="pt")
+        extras["mm_token_type_ids"] = enc["mm_token_type_ids"][0]
         if images:
             extras.update(pixel_values=enc["pixel_values"], image_grid_thw=enc["image_grid_thw"])
-        return Prepared(enc["input_ids"][0].tolist(), extras, images is not None)
+        return Prepared(enc["input_ids"][0].tolist(), extras, item.visual)
+
+    def _video_placeholder(self, grid: torch.Tensor, meta: dict) -> str:
+        """A video's tokens as the Qwen3-VL processor of transformers 4.57 (the model's release) writes them: per
+        pair of frames its time, then the frame's tokens between vision start and end. transformers 5 keeps the
+        template's own start and end around all of it, which the model was not released with."""
+        vp = self.processor.video_processor
+        per_frame = int(grid[1] * grid[2]) // vp.merge_size**2
+        times = timestamps(meta["frames_indices"], meta["fps"], vp.temporal_patch_size)
+        return "".join(f"<{times[t]:.1f} seconds>{self.vision_start}{self.video_token * per_frame}{self.vision_end}"
+                       for t in range(int(grid[0])))
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, batch: list[Prepared]) -> torch.Tensor:
         kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask, "use_cache": False}
         if any(p.has_image for p in batch):  # the model computes its 3-D rope positions from the mask
             types = pad_tokens([p.extras["mm_token_type_ids"] for p in batch], input_ids.shape[1],
                                self.emb.padding_side)
-            kwargs.update(pixel_values=self.cat(batch, "pixel_values", self.model.visual.dtype),
+            dtype = self.model.visual.dtype
+            kwargs.update(pixel_values=self.cat(batch, "pixel_values", dtype),
                           image_grid_thw=self.cat(batch, "image_grid_thw"),
+                          pixel_values_videos=self.cat(batch, "pixel_values_videos", dtype),
+                          video_grid_thw=self.cat(batch, "video_grid_thw"),
                           mm_token_type_ids=types.to(input_ids.device))
         else:
             kwargs["position_ids"] = positions(mask)
         return self.model(**kwargs).last_hidden_state
+
+
+def video_processor(image_processor: Any) -> Any:
+    """The transformers Qwen2-VL video processor with the image processor's normalization and patching."""
+    from transformers import Qwen2VLVideoProcessor
+
+    ip = image_processor
+    return Qwen2VLVideoProcessor(image_mean=list(ip.image_mean), image_std=list(ip.image_std),
+                                 patch_size=ip.patch_size, temporal_patch_size=ip.temporal_patch_size,
+                                 merge_size=ip.merge_size)

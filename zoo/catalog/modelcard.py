@@ -20,7 +20,7 @@ from zoo.catalog.examples import Example, example_from
 from zoo.catalog.modelcard_md import render
 from zoo.errors import CardError
 
-MODALITIES = ("text", "code", "image", "audio", "points", "video", "interleaved")
+MODALITIES = ("text", "code", "image", "audio", "points", "video", "document", "interleaved")
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 #: Where a card's claim of fidelity comes from (``evidence``); an empty list means "not checked".

@@ -1,8 +1,8 @@
-"""Decoder worker processes: C decoders (libsndfile, FFmpeg, PDFium) parse untrusted bytes outside the caller's process.
+"""Decoder worker processes: C decoders (libsndfile, FFmpeg, PDFium) parse untrusted bytes outside the caller.
 
-One reusable worker per kind of input ("audio", "video", "document"), started on first use as ``python -m zoo.inputs.sandbox
-KIND`` with ``RLIMIT_AS`` set to the kind's memory limit, no core dumps, one BLAS/OpenMP thread, and a wall-clock
-limit per item. A worker serves one request at a time behind its lock.
+One reusable worker per kind of input ("audio", "video", "document"), started on first use as
+``python -m zoo.inputs.sandbox KIND MEMORY`` with ``RLIMIT_AS`` set to the kind's memory limit, no core dumps, one
+BLAS/OpenMP thread, and a wall-clock limit per item. A worker serves one request at a time behind its lock.
 
 Protocol (nothing untrusted is pickled): the parent writes a 4-byte length, a small JSON header (the decoder's
 parameters) and an 8-byte length followed by the file's bytes; the worker answers with a 4-byte length, a JSON
@@ -64,7 +64,7 @@ class Sandbox:
         self.lock, self.proc = threading.Lock(), None
 
     def run(self, params: dict, data: bytes, *, index: int, timeout: float, hook: str | None = None
-            ) -> tuple[dict, bytes]:
+            ) -> tuple[dict, bytearray]:
         """Decode ``data`` in the worker: the reply header and payload, or the decoder's error naming ``index``."""
         head = json.dumps({**params, "hook": hook}).encode()
         request = struct.pack(">I", len(head)) + head + struct.pack(">Q", len(data)) + data
@@ -93,7 +93,7 @@ class Sandbox:
         return header, payload
 
 
-def _exchange(proc: subprocess.Popen, request: bytes, timeout: float) -> tuple[dict, bytes]:
+def _exchange(proc: subprocess.Popen, request: bytes, timeout: float) -> tuple[dict, bytearray]:
     """Write ``request`` and read one reply, never blocking past ``timeout``; raise RuntimeError on a dead worker."""
     deadline = time.monotonic() + timeout
     win, rout = proc.stdin.fileno(), proc.stdout.fileno()
@@ -128,7 +128,7 @@ def _exchange(proc: subprocess.Popen, request: bytes, timeout: float) -> tuple[d
                         header = json.loads(bytes(buf[4:4 + hlen]))
                         need = 4 + hlen + int(header.get("nbytes", 0))
     start = need - int(header.get("nbytes", 0))
-    return header, bytes(buf[start:need])
+    return header, buf[start:need]  # writable: arrays made on it need no copy
 
 
 _sandboxes: dict[str, Sandbox] = {}
