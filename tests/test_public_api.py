@@ -35,6 +35,8 @@ PUBLIC: dict[str, tuple[str, ...]] = {
                     "resolve_hub", "sha256_file", "verify", "zoo_home"),
     "zoo.images": ("load_image", "load_images", "probe_image", "to_rgb"),
     "zoo.audio": ("load_audio", "load_audios"),
+    "zoo.inputs.video": ("FrameSampling", "Video", "frame_indices", "is_video_file", "load_video", "pick_evenly"),
+    "zoo.inputs.documents": ("is_pdf", "load_page", "page_count"),
     "zoo.points": ("as_cloud_list", "load_point_cloud", "load_point_clouds", "normalize_unit_sphere", "sample_mesh"),
     "zoo.align": ("AnchorRef", "AnchorSet", "FitConfig", "RelativeProjector", "SpaceRef", "Stitch",
                   "evaluate_stitch", "farthest_point", "fit_stitch", "kmeans_medoids", "linear_cka", "metrics",
@@ -51,7 +53,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "zoo.demo": ("DemoApp", "build_demo", "launch"),
     "zoo.cli": ("main",),
     "zoo.serve": ("ServeSettings", "create_app", "serve"),
-    "zoo.client": ("Client", "ServerError", "image", "audio", "points"),
+    "zoo.client": ("Client", "ServerError", "audio", "document", "image", "points", "video"),
 }
 
 

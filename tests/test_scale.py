@@ -21,6 +21,7 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 import zoo  # noqa: E402
+from tests.fixtures.tiny_vlm import tiny_vlm_cache  # noqa: E402, F401
 from tests.support import stdlib_sentences  # noqa: E402
 from zoo.errors import InvalidInputError, ZooError  # noqa: E402
 from zoo.scale import ShardEmbedder, card_sha256, cli_main, embed_dataset, plan_job  # noqa: E402
@@ -165,6 +166,27 @@ def test_point_cloud_folder(ray_session, tmp_path):
     assert cos.min() >= 0.9999
     assert (job.shards, job.bad_items) == (2, 1)
     assert pq.read_table(job.errors).column("id").to_pylist() == ["broken.npy"]
+
+
+def test_video_folder(ray_session, tiny_vlm_cache, tmp_path):  # noqa: F811
+    from tests.fixtures.clips import pan_frames, write_clip
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    names = ["a.mp4", "b.webm", "c.mkv"]
+    write_clip(folder / "a.mp4", pan_frames(16, size=(64, 48), photo="coffee"), fps=8)
+    write_clip(folder / "b.webm", pan_frames(20, size=(64, 48)), fps=8, codec="libvpx-vp9", container="webm")
+    write_clip(folder / "c.mkv", pan_frames(12, size=(64, 48), photo="rocket"), fps=6, container="matroska")
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")
+    job = embed_dataset("qwen3-vl-embedding-2b", folder, tmp_path / "out", modality="video", shard_rows=2,
+                        actors=1, progress=False)
+    table = pq.read_table(tmp_path / "out").sort_by("id")
+    assert table.column("id").to_pylist() == names
+    plain = zoo.load("qwen3-vl-embedding-2b").embed([folder / n for n in names], modality="video").vectors
+    got = _vectors(table)
+    cos = (got * plain).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(plain, axis=1)
+    assert cos.min() >= 0.9999
+    assert job.bad_items == 1 and pq.read_table(job.errors).column("id").to_pylist() == ["broken.mp4"]
 
 
 def test_plan_of_a_glob_and_of_a_list(tmp_path):

@@ -176,6 +176,40 @@ def test_interleaved_image_and_text_items(tiny_vlm_cache):  # noqa: F811
         assert np.array_equal(_vectors(with_instruction), zoo.load(name).embed(["a dog"], "Find a photo").vectors)
 
 
+def test_video_and_document_parts(tiny_vlm_cache):  # noqa: F811
+    from tests.fixtures.clips import RED_PAGE, TEXT_PAGE, pan_frames, pdf_bytes, write_clip
+    from zoo.client import document, video
+
+    name = "qwen3-vl-embedding-2b"
+    clip = write_clip(None, pan_frames(24, size=(64, 48)), fps=8)
+    pdf = pdf_bytes((612, 792, TEXT_PAGE), (612, 792, RED_PAGE))
+    model = zoo.load(name)
+    with TestClient(create_app([name])) as c:
+        r = c.post("/v1/embeddings", json={"model": name, "input": [video(clip)]})
+        assert r.status_code == 200, r.text
+        assert r.json()["extra"]["modality"] == "video"
+        assert np.array_equal(_vectors(r), model.embed([clip], modality="video").vectors)
+        r = c.post("/v1/embeddings", json={"model": name, "input": [[{"type": "text", "text": "what happens"},
+                                                                        video(clip)]]})
+        assert r.status_code == 200, r.text
+        expected = model.embed([{"content": [{"text": "what happens"}, {"video": clip}]}], modality="interleaved")
+        assert np.array_equal(_vectors(r), expected.vectors)
+        pages = c.post("/v1/embeddings", json={"model": name, "input": [document(pdf), document(pdf, page=1)]})
+        assert pages.status_code == 200, pages.text
+        assert pages.json()["extra"]["modality"] == "interleaved"
+        one_by_one = [model.embed([pdf], modality="document").vectors[0],
+                      model.embed([{"document": pdf, "page": 1}], modality="interleaved").vectors[0]]
+        assert np.allclose(_vectors(pages), one_by_one, atol=1e-5)
+        assert not np.allclose(one_by_one[0], one_by_one[1], atol=1e-3)  # the two pages differ
+        alone = c.post("/v1/embeddings", json={"model": name, "input": [[document(pdf, page=1)]]})
+        assert alone.status_code == 200, alone.text
+        assert np.array_equal(_vectors(alone), model.embed([{"document": pdf, "page": 1}],
+                                                           modality="interleaved").vectors)
+        bad = c.post("/v1/embeddings", json={"model": name, "input": [video(b"RIFF....AVI not a video")]})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "input[0]"
+        assert "video" in bad.json()["error"]["message"]
+
+
 # -- errors ----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("body", "status", "param", "match"),

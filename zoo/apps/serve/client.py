@@ -8,7 +8,8 @@ that carry the server's space id, so they compare with local ones exactly as the
 >>> zoo.similarity(texts, photos)
 
 Standard library HTTP only (plus numpy for the vectors). Media go as content parts, built by :func:`image`,
-:func:`audio` and :func:`points` from a path or bytes; any OpenAI content part (a dict) passes through.
+:func:`audio`, :func:`points`, :func:`video` and :func:`document` from a path or bytes; any OpenAI content part
+(a dict) passes through, and a list of parts is one interleaved item.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from zoo.errors import ZooError
 
 _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
                 ".gif": "image/gif", ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff"}
+_VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
+                ".mkv": "video/x-matroska", ".avi": "video/x-msvideo"}
 
 
 class ServerError(ZooError):
@@ -46,8 +49,8 @@ def _read(source: str | os.PathLike | bytes) -> tuple[bytes, str]:
 def image(source: str | os.PathLike | bytes, mime: str | None = None) -> dict:
     """An ``image_url`` part with the image's bytes in a ``data:`` URL."""
     data, suffix = _read(source)
-    mime = mime or _IMAGE_TYPES.get(suffix, "application/octet-stream")
-    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{base64.b64encode(data).decode()}"}}
+    return {"type": "image_url", "image_url": {"url": _data_url(data, mime or _IMAGE_TYPES.get(suffix,
+                                                                                            "application/octet-stream"))}}
 
 
 def audio(source: str | os.PathLike | bytes, format: str | None = None) -> dict:
@@ -66,6 +69,22 @@ def points(source: str | os.PathLike | bytes, format: str | None = None) -> dict
     if format or suffix:
         part["format"] = format or suffix.lstrip(".")
     return {"type": "input_points", "input_points": part}
+
+
+def _data_url(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def video(source: str | os.PathLike | bytes, mime: str | None = None) -> dict:
+    """A ``video_url`` part with the video's bytes in a ``data:`` URL (the server samples its frames)."""
+    data, suffix = _read(source)
+    return {"type": "video_url", "video_url": {"url": _data_url(data, mime or _VIDEO_TYPES.get(suffix, "video/mp4"))}}
+
+
+def document(source: str | os.PathLike | bytes, page: int = 0) -> dict:
+    """A ``file`` part: a PDF page as a visual document (``page`` counted from 0)."""
+    data, _ = _read(source)
+    return {"type": "file", "file": {"file_data": _data_url(data, "application/pdf"), "page": page}}
 
 
 class Client:

@@ -1,6 +1,7 @@
 """Media decoded beside the model: images become upright PIL images (in their own mode, so each model's colour
-rules still apply) in the server's thread pool; audio and point clouds stay bytes, which the model's own
-decoders read (audio in their sandboxed process). What ``embed`` then computes equals ``embed`` of the bytes."""
+rules still apply) in the server's thread pool; audio, videos, documents and point clouds stay bytes, which the
+model's own decoders read (audio, video and PDF in their sandboxed processes, with the frame sampling of the
+model's card). What ``embed`` then computes equals ``embed`` of the bytes."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ def decode_items(items: list[Any]) -> list[Any]:
 def _decoded(item: Any, index: int) -> Any:
     if isinstance(item, Media):
         return _media(item, index)
-    if isinstance(item, dict):  # an interleaved item
-        return {key: _media(value, index) if isinstance(value, Media) else value for key, value in item.items()}
+    if isinstance(item, dict):  # an interleaved item: {"content": [parts]}
+        return {"content": [{key: _media(value, index) if isinstance(value, Media) else value
+                             for key, value in part.items()} for part in item["content"]]}
     return item
 
 

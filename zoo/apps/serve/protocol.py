@@ -9,7 +9,13 @@ of parts (an interleaved item, for the vision-language models). Content parts:
 - ``{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}`` (the ``url`` may also be given
   directly as ``"image_url": "data:..."``);
 - ``{"type": "input_audio", "input_audio": {"data": "<base64>", "format": "wav"}}``;
-- ``{"type": "input_points", "input_points": {"data": "<base64>", "format": "npy" | "ply"}}`` (an extension).
+- ``{"type": "input_points", "input_points": {"data": "<base64>", "format": "npy" | "ply"}}`` (an extension);
+- ``{"type": "video_url", "video_url": {"url": "data:video/mp4;base64,..."}}`` (the form vLLM's chat API takes);
+- ``{"type": "file", "file": {"file_data": "data:application/pdf;base64,...", "page": 0}}``: a PDF page as a
+  visual document (OpenAI's file part; ``page``, counted from 0, is an extension), always an interleaved item.
+
+A list of parts is one interleaved item (text, image, video and document parts, in the order given), for the
+vision-language models.
 
 Only ``data:`` URLs: the server never fetches anything. Token arrays (lists of integers) are refused with a
 message saying to send text. What OpenAI's API does not have goes in ``extra``: ``task_instruction``,
@@ -27,7 +33,10 @@ ENCODING_FORMATS = ("float", "base64")
 EXTRA_KEYS = ("task_instruction", "prompt_name", "modality")
 REQUEST_KEYS = ("model", "input", "encoding_format", "dimensions", "user", "extra")
 #: the kinds of content part and the modality each gives
-PART_MODALITY = {"text": "text", "image_url": "image", "input_audio": "audio", "input_points": "points"}
+PART_MODALITY = {"text": "text", "image_url": "image", "input_audio": "audio", "input_points": "points",
+                 "video_url": "video", "file": "document"}
+#: the parts an interleaved item may hold (by modality), as the key of the part in ``embed``'s content list
+INTERLEAVED_PARTS = ("text", "image", "video", "document")
 AUDIO_FORMATS = ("wav", "flac", "ogg", "mp3")
 POINT_FORMATS = ("npy", "ply")
 
@@ -61,12 +70,14 @@ class Media:
     modality: str
     data: bytes
     format: str | None = None
+    page: int | None = None  # a document's page
 
 
 @dataclass
 class EmbeddingRequest:
-    """A checked request. ``items`` hold str, :class:`Media` or, for interleaved items, ``{"text", "image"}``
-    dicts; ``modality`` is what they are (one per request)."""
+    """A checked request. ``items`` hold str, :class:`Media` or, for interleaved items, ``{"content": [...]}``
+    dicts (parts ``{"text": str}``, ``{"image" | "video" | "document": Media}`` in order); ``modality`` is what
+    they are (one per request)."""
 
     model: str
     items: list[Any]
@@ -78,7 +89,8 @@ class EmbeddingRequest:
     @property
     def has_media(self) -> bool:
         """Whether some item holds encoded media (to decode before the model)."""
-        return any(isinstance(x, Media) or (isinstance(x, dict) and any(isinstance(v, Media) for v in x.values()))
+        return any(isinstance(x, Media) or (isinstance(x, dict) and any(isinstance(v, Media) for part in x["content"]
+                                                                         for v in part.values()))
                    for x in self.items)
 
 
@@ -147,24 +159,28 @@ def _item(entry: Any, i: int, max_media_bytes: int) -> tuple[Any, str]:
     if isinstance(entry, str):
         return entry, "text"
     if isinstance(entry, dict):
-        return _part(entry, i, max_media_bytes)
+        value, kind = _part(entry, i, max_media_bytes)
+        if kind == "document":  # a page of a PDF: an interleaved item, which carries the page number
+            return {"content": [_content_part(kind, value)]}, "interleaved"
+        return value, kind
     if isinstance(entry, list):
         if not entry:
             raise bad(f"input[{i}] is an empty list of parts", param=f"input[{i}]")
-        merged: dict[str, Any] = {}
+        content = []
         for part in entry:
             value, kind = _part(part, i, max_media_bytes) if isinstance(part, dict) else (None, None)
-            key = {"text": "text", "image": "image"}.get(kind or "")
-            if key is None:
-                raise bad(f"input[{i}]: an interleaved item takes text and image_url parts, not {part!r:.60}",
-                          param=f"input[{i}]")
-            if key in merged:
-                raise bad(f"input[{i}] has two {key} parts; an interleaved item takes at most one of each",
-                          param=f"input[{i}]")
-            merged[key] = value
-        return merged, "interleaved"
+            if kind not in INTERLEAVED_PARTS:
+                raise bad(f"input[{i}]: an interleaved item takes text, image_url, video_url and file parts, "
+                          f"not {part!r:.60}", param=f"input[{i}]")
+            content.append(_content_part(kind, value))
+        return {"content": content}, "interleaved"
     raise bad(f"input[{i}] must be a string, a content part or a list of parts, not {type(entry).__name__}",
               param=f"input[{i}]")
+
+
+def _content_part(kind: str, value: Any) -> dict[str, Any]:
+    """One part of an interleaved item in ``embed``'s content form (a document with its page)."""
+    return {kind: value, "page": value.page} if kind == "document" else {kind: value}
 
 
 def _part(part: dict, i: int, max_media_bytes: int) -> tuple[Any, str]:
@@ -182,6 +198,13 @@ def _part(part: dict, i: int, max_media_bytes: int) -> tuple[Any, str]:
         if not isinstance(url, str):
             raise bad(f"{where}: an image_url part needs image_url.url", param=where)
         return Media("image", _data_url(url, where, max_media_bytes)), "image"
+    if kind == "video_url":
+        url = body.get("url") if isinstance(body, dict) else body
+        if not isinstance(url, str):
+            raise bad(f"{where}: a video_url part needs video_url.url", param=where)
+        return Media("video", _data_url(url, where, max_media_bytes)), "video"
+    if kind == "file":
+        return _file(body, where, max_media_bytes)
     if not isinstance(body, dict) or not isinstance(body.get("data"), str):
         raise bad(f"{where}: a {kind} part needs {kind}.data as base64", param=where)
     fmt = body.get("format")
@@ -189,6 +212,18 @@ def _part(part: dict, i: int, max_media_bytes: int) -> tuple[Any, str]:
     if fmt is not None and fmt not in formats:
         raise bad(f"{where}: {kind}.format must be one of {list(formats)}, not {fmt!r}", param=where)
     return Media(PART_MODALITY[kind], _b64(body["data"], where, max_media_bytes), fmt), PART_MODALITY[kind]
+
+
+def _file(body: Any, where: str, max_media_bytes: int) -> tuple[Any, str]:
+    """A PDF page as a visual document: ``file.file_data`` (a data: URL) and ``file.page`` (default 0)."""
+    url = body.get("file_data") if isinstance(body, dict) else None
+    if not isinstance(url, str):
+        raise bad(f"{where}: a file part needs file.file_data as a data: URL (uploaded file ids are not kept)",
+                  param=where)
+    page = body.get("page", 0)
+    if isinstance(page, bool) or not isinstance(page, int) or page < 0:
+        raise bad(f"{where}: file.page must be a page number counted from 0, not {page!r}", param=where)
+    return Media("document", _data_url(url, where, max_media_bytes), page=page), "document"
 
 
 def _data_url(url: str, where: str, max_media_bytes: int) -> bytes:
