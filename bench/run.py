@@ -61,6 +61,8 @@ SUITE = (
           ("serve_images.py",), ("serve_images.py", "--quick")),
     Bench("serve_memory", "zoo serve: server RSS after 10,000 requests vs after 100",
           ("serve_memory.py",), ("serve_memory.py", "--quick")),
+    Bench("video_decode", "video decoding and frame sampling (sandboxed) vs a plain PyAV loop on the same clips",
+          ("video_decode.py",), ("video_decode.py", "--quick")),
     Bench("soak", "30 min of mixed good and hostile calls from 8 threads over every offline model vs serial results",
           ("soak.py", "--minutes", "30"), ("soak.py", "--minutes", "1")),
 )
