@@ -284,7 +284,7 @@ def test_each_form_gives_what_the_zoos_own_form_gives():
         np.testing.assert_array_equal(batch[i], model.encode(form))
 
 
-@pytest.mark.parametrize("form, match", [
+@pytest.mark.parametrize("form, match", [  # a model that takes no video (tests/test_vlm_video.py: one that does)
     ({"video": "clip.mp4"}, "video input"),
     ({"array": np.zeros((2, 3, 8, 8)), "video_metadata": {}}, "video input"),
     ({"text": ["a", "b"]}, "a list under 'text'"),

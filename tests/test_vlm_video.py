@@ -286,3 +286,16 @@ def test_videos_batch_like_their_serial_results(models, tmp_path):
     for i, item in enumerate(kinds):
         alone = emb.embed([item], modality="interleaved").vectors[0]
         assert _cos(together[i], alone) >= MIN_COS
+
+
+def test_encode_takes_sentence_transformers_video_forms(models):
+    emb = models(QWEN3)
+    clip = write_clip(None, pan_frames(16, size=(64, 48)), fps=8)
+    video = emb.embed([clip], modality="video").vectors[0]
+    assert _cos(emb.encode({"video": clip}), video) >= MIN_COS
+    chat = [{"role": "system", "content": "Find a video that contains the following visual content."},
+            {"role": "user", "content": [{"type": "text", "text": "a pan"}, {"type": "video", "video": clip}]}]
+    own = emb.embed([{"content": [{"text": "a pan"}, {"video": clip}]}], modality="interleaved",
+                    prompt_name="video_query").vectors[0]
+    assert _cos(emb.encode(chat), own) >= MIN_COS
+    assert _cos(emb.encode(chat), video) < 0.9999  # the text and the instruction count

@@ -57,32 +57,37 @@ class STInputsMixin:
         if unknown:
             raise InvalidInputError(f"a dict with key(s) {unknown}: an input dict has keys from {list(ST_DICT_KEYS)}",
                                     index=index)
-        if "video" in keys:
+        if "video" in keys and "video" not in self.modalities:
             raise InvalidInputError(f"video input: {self.name} does not embed video", index=index)
+        several = "interleaved" in self.modalities and "video" in self.modalities  # models that take lists
         for key, value in item.items():
+            if key == "video" or (several and key == "image"):
+                continue  # a video's list is its frames; a vision-language model takes several images
             if isinstance(value, (list, tuple)) and not (key == "audio" and _is_audio_pair(value)):
                 raise InvalidInputError(f"a list under {key!r} (several {key}s in one input) is not supported; pass "
                                         "each as its own input", index=index)
         if keys == ["text"]:
             return self._st_as("text", item["text"], index, "a {'text'} dict")
-        if keys == ["image"]:
+        if keys == ["image"] and not isinstance(item["image"], (list, tuple)):
             return self._st_as("image", item["image"], index, "an {'image'} dict")
+        if keys == ["video"]:
+            return self._st_as("video", item["video"], index, "a {'video'} dict")
         if keys == ["audio"]:
             audio = item["audio"]
             audio = _audio_pair(audio, index) if isinstance(audio, dict) else audio
             return self._st_as("audio", audio, index, "an {'audio'} dict")
-        if keys == ["image", "text"]:
-            return self._interleaved(item.get("image"), item.get("text"), index, "an {'image', 'text'} dict")
+        if "audio" not in keys:
+            return self._interleaved(dict(item), index, "an {" + ", ".join(map(repr, keys)) + "} dict")
         shown = "{" + ", ".join(map(repr, keys)) + "}"
         raise InvalidInputError(f"a {shown} dict: {self.name} cannot embed {' and '.join(keys)} as one input",
                                 index=index)
 
-    def _interleaved(self, image: Any, text: Any, index: int, form: str) -> tuple[str, Any]:
+    def _interleaved(self, item: dict, index: int, form: str) -> tuple[str, Any]:
         if "interleaved" not in self.modalities:
             raise InvalidInputError(f"{form} (an image and a text as one input): {self.name} does not embed the two "
                                     f"as one input (it embeds {', '.join(self.modalities)}); pass them as two inputs",
                                     index=index)
-        return "interleaved", {"image": image, "text": text}
+        return "interleaved", item
 
     def _st_messages(self, messages: list, index: int) -> tuple[str, Any, str | None]:
         """One conversation: an optional system turn (the instruction) and one user turn (the input)."""
@@ -101,34 +106,33 @@ class STInputsMixin:
             raise InvalidInputError(f"chat messages with a system turn: {self.name} takes no task instructions (a "
                                     "system turn is read as one)", index=index)
         content = messages[0]["content"]
-        text = image = None
         if isinstance(content, str):
-            text = content
-        elif isinstance(content, list):
-            for part in content:
-                kind = part.get("type") if isinstance(part, dict) else None
-                if kind not in ("text", "image"):
-                    raise InvalidInputError(f"chat messages with {kind or type(part).__name__!r} content: a user turn "
-                                            "holds 'text' and 'image' parts", index=index)
-                if kind not in part:
-                    raise InvalidInputError(f"a {kind!r} part needs its value under {kind!r}", index=index)
-                if (text if kind == "text" else image) is not None:
-                    raise InvalidInputError(f"chat messages with several {kind} parts: one of each is supported",
-                                            index=index)
-                if kind == "text":
-                    text = part["text"]
-                else:
-                    image = part["image"]
-        else:
+            return (*self._st_as("text", content, index, "chat messages"), system)
+        if not isinstance(content, list):
             raise InvalidInputError(f"a user turn's content is a text or a list of parts, not "
                                     f"{type(content).__name__}", index=index)
-        if text is not None and image is not None:
-            return (*self._interleaved(image, text, index, "chat messages with an image and a text"), system)
-        if image is not None:
-            return (*self._st_as("image", image, index, "chat messages with an image"), system)
-        if text is not None:
-            return (*self._st_as("text", text, index, "chat messages"), system)
-        raise InvalidInputError("chat messages with an empty user turn", index=index)
+        kinds = ("text", "image", "video") if "video" in self.modalities else ("text", "image")
+        parts = []
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in kinds:
+                raise InvalidInputError(f"chat messages with {kind or type(part).__name__!r} content: a user turn "
+                                        f"holds {' and '.join(repr(k) for k in kinds)} parts", index=index)
+            if kind not in part:
+                raise InvalidInputError(f"a {kind!r} part needs its value under {kind!r}", index=index)
+            if "video" not in self.modalities and any(k == kind for k, _ in parts):
+                raise InvalidInputError(f"chat messages with several {kind} parts: one of each is supported",
+                                        index=index)
+            parts.append((kind, part[kind]))
+        if not parts:
+            raise InvalidInputError("chat messages with an empty user turn", index=index)
+        if len(parts) == 1:
+            kind, value = parts[0]
+            return (*self._st_as(kind, value, index, f"chat messages with {kind} content"), system)
+        form = "chat messages with " + " and ".join(k for k, _ in parts)
+        # one image and one text: the zoo's flat dict; a model that takes video takes the parts in order
+        item = {"content": [{k: v} for k, v in parts]} if "video" in self.modalities else dict(parts)
+        return (*self._interleaved(item, index, form), system)
 
 
 #: The keys of sentence-transformers 6's multimodal input dicts.
