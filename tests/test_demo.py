@@ -50,7 +50,7 @@ def search(blocks):
 
 
 def _query(search, **query) -> tuple:
-    args = {"model": "zoo-bind-mini", "text": None, "image": None, "audio": None, "shape": None} | query
+    args = {"model": "zoo-bind-mini", "text": None, "image": None, "audio": None, "shape": None, "video": None} | query
     return search(*args.values())
 
 
@@ -82,7 +82,7 @@ def test_text_query_finds_the_cat(search, app):
     assert title == "chelsea"
     assert table[0][1] == "image" and table[0][4] == "image-conse"  # the expert that made the photo's vector
     kinds = {it.kind for it in app.gallery.items()}
-    assert kinds == {"image", "audio", "shape", "code", "text"}
+    assert kinds == {"image", "audio", "shape", "code", "text", "video"}
 
 
 def test_uploaded_photo_finds_the_coffee(search, tmp_path):
@@ -125,10 +125,11 @@ def test_bad_uploads_are_shown_in_the_note_and_the_app_keeps_working(app, search
     noise = tmp_path / "noise.wav"
     noise.write_bytes(b"RIFF....WAVEfmt nonsense")
     for bad in ({"image": str(svg)}, {"image": str(broken)}, {"audio": str(noise)}, {"shape": str(broken)},
-                {"text": "x" * (zdemo.MAX_TEXT_CHARS + 1)}, {"image": str(tmp_path / "gone" / "missing.png")}):
-        gallery, table, audio, shape, text, note = _query(search, **bad)
+                {"text": "x" * (zdemo.MAX_TEXT_CHARS + 1)}, {"image": str(tmp_path / "gone" / "missing.png")},
+                {"video": str(svg)}, {"video": str(broken)}, {"text": "a cat", "video": str(noise)}):
+        gallery, table, audio, shape, video, text, note = _query(search, **bad)
         assert note.startswith("**Error:**") and len(note) > len("**Error:** "), (bad, note)
-        assert (gallery, table, audio, shape, text) == ([], [], None, None, ""), bad
+        assert (gallery, table, audio, shape, video, text) == ([], [], None, None, None, ""), bad
         _assert_no_paths(app, note)
     assert _top(search, text="a cat")[0] == "chelsea"
 
@@ -157,9 +158,9 @@ def test_every_action_writes_its_error_into_its_status(app, blocks, tmp_path):
 def test_an_empty_query_clears_the_old_results_and_says_what_to_do(search):
     assert _top(search, text="a cat")[0] == "chelsea"
     for empty in ({}, {"text": ""}, {"text": "   "}):
-        gallery, table, audio, shape, text, note = _query(search, **empty)
-        assert (gallery, table, audio, shape, text) == ([], [], None, None, "")
-        assert "Type a text, or upload an image, a sound or a 3D file" in note
+        gallery, table, audio, shape, video, text, note = _query(search, **empty)
+        assert (gallery, table, audio, shape, video, text) == ([], [], None, None, None, "")
+        assert "Type a text, or upload an image, a sound, a 3D file or a video" in note
 
 
 @pytest.fixture
@@ -182,7 +183,7 @@ def test_unavailable_model_says_so(app, search, unfetched_card):
     reason = app.unavailable_reason(unfetched_card)
     assert reason and "not available offline" in reason
     *results, note = _query(search, model=unfetched_card, text="a cat")
-    assert "not available offline" in note and results == [[], [], None, None, ""]
+    assert "not available offline" in note and results == [[], [], None, None, None, ""]
     labels = dict((v, k) for k, v in zdemo.model_choices())
     assert labels[unfetched_card].endswith("(weights not offline)")
     assert labels["zoo-bind-mini"] == "zoo-bind-mini"
@@ -361,6 +362,10 @@ def test_every_event_has_a_name_of_its_own(blocks):
     assert len(names) == len(set(names)) and not any(re.search(r"_\d+$", n) for n in names), names
     public = {f.api_name for f in blocks.fns.values() if f.api_visibility == "public"}
     assert public == set(zdemo.API_ENDPOINTS)
+    for api, params in zdemo.API_ENDPOINTS.items():  # one input per parameter, in that order (gradio_client's API)
+        fn = _handler(blocks, api)
+        assert list(inspect.signature(fn).parameters)[:len(params)] == list(params), api
+        assert len(next(f for f in blocks.fns.values() if f.api_name == api).inputs) == len(params), api
 
 
 def test_spaces_heatmap_and_stitch(app):

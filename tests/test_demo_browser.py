@@ -70,7 +70,7 @@ def server(tmp_path_factory, unfetched_card):
     demo.launch(server_port=port, prevent_thread_lock=True, quiet=True, **launch_options(app))
     url = f"http://127.0.0.1:{port}"
     httpx.get(url, timeout=30).raise_for_status()
-    Client(url, verbose=False).predict("zoo-bind-mini", "a cat", None, None, None, api_name="/search")
+    Client(url, verbose=False).predict("zoo-bind-mini", "a cat", None, None, None, None, api_name="/search")
     print(f"\ndemo: {time.perf_counter() - start:.1f} s from start to the first answered query "
           f"({state} gallery)")
     yield url, app
@@ -136,6 +136,24 @@ def test_browser_shape_and_speech_queries(page, server, artifacts, query, best, 
     _text_search(page, query)
     sync_api.expect(page.locator("#search-note")).to_contain_text(best, timeout=STEP_TIMEOUT_MS)
     page.screenshot(path=artifacts / shot, full_page=True)
+
+
+def test_browser_video_query_to_a_model_without_video_says_so(page, server, artifacts, tmp_path):
+    from tests.fixtures.clips import pan_frames, write_clip
+
+    clip = tmp_path / "pan.mp4"
+    write_clip(clip, pan_frames(16, size=(160, 120)), fps=8, codec="libx264")
+    page.goto(server[0])
+    page.locator("#search-status").get_by_text("gallery items indexed").wait_for()
+    sync_api.expect(page.locator("#best-video")).to_be_attached()
+    page.locator("#query-video input[type=file]").set_input_files(str(clip))
+    page.locator("#query-video video").wait_for(state="attached")  # the upload is in place
+    page.locator("#search-button").click()
+    note = page.locator("#search-note")
+    sync_api.expect(note).to_contain_text("zoo-bind-mini does not embed video.", timeout=STEP_TIMEOUT_MS)
+    sync_api.expect(note).to_contain_text("on this machine")
+    sync_api.expect(page.locator(".toast-body")).to_have_count(0)  # a message on the page, not an error toast
+    page.screenshot(path=artifacts / "11-search-video-query.png", full_page=True)
 
 
 def test_browser_cards_filter_to_audio_and_open_one(page, server, artifacts):
@@ -237,7 +255,7 @@ def test_oversized_upload_is_refused_and_the_server_keeps_serving(server):
     big = b"\x00" * (21 * 1024 * 1024)
     r = httpx.post(f"{url}/gradio_api/upload", files={"files": ("big.png", big, "image/png")}, timeout=60)
     assert r.status_code == 413
-    out = Client(url, verbose=False).predict("zoo-bind-mini", "a cat", None, None, None, api_name="/search")
+    out = Client(url, verbose=False).predict("zoo-bind-mini", "a cat", None, None, None, None, api_name="/search")
     assert out[1]["data"][0][2] == "chelsea"
 
 
@@ -249,7 +267,7 @@ def test_concurrent_searches_match_serial_ones(server):
     client = Client(url, verbose=False)
 
     def ask(q: str) -> list:
-        return client.predict("zoo-bind-mini", q, None, None, None, api_name="/search")[1]["data"]
+        return client.predict("zoo-bind-mini", q, None, None, None, None, api_name="/search")[1]["data"]
 
     serial = {q: ask(q) for q in queries}
     with ThreadPoolExecutor(16) as pool:
@@ -263,6 +281,7 @@ def test_screenshots_were_written(artifacts):
     shots = sorted(p.name for p in artifacts.glob("*.png"))
     assert shots == ["01-search-ready.png", "02-search-a-cat.png", "03-cards-audio.png", "04-card-open.png",
                      "05-search-coffee-photo.png", "06-search-donut.png", "07-search-spoken-paraphrase.png",
-                     "08-search-empty-query.png", "09-cards-preselected.png", "10-spaces-hub-only-model.png"]
+                     "08-search-empty-query.png", "09-cards-preselected.png", "10-spaces-hub-only-model.png",
+                     "11-search-video-query.png"]
     keep = Path("/tmp/zoo-demo-screenshots")  # a stable copy for people reading the test log
     shutil.copytree(artifacts, keep, dirs_exist_ok=True)

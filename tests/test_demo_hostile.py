@@ -136,7 +136,7 @@ def test_page_and_config_show_no_server_paths(server):
 
 def test_search_results_show_no_server_paths(server):
     url, app = server
-    status, stream = _call(url, "search", ["zoo-bind-mini", "a cat", None, None, None])
+    status, stream = _call(url, "search", ["zoo-bind-mini", "a cat", None, None, None, None])
     assert status == 200 and "event: complete" in stream, stream[:500]
     events = _events(stream)
     payload = json.loads(events[-1][1])
@@ -161,7 +161,7 @@ def test_search_results_show_no_server_paths(server):
 
 def test_audio_hits_are_served_by_token(server):
     url, app = server
-    status, stream = _call(url, "search", ["zoo-bind-mini", "a person speaking", None, None, None])
+    status, stream = _call(url, "search", ["zoo-bind-mini", "a person speaking", None, None, None, None])
     assert status == 200 and "event: complete" in stream, stream[:500]
     audio = json.loads(_events(stream)[-1][1])[2]
     assert audio is not None, "no sound hit"
@@ -191,7 +191,7 @@ def test_media_route_serves_only_its_tokens(server):
 def test_media_urls_follow_the_forwarded_host(server):
     """Behind a reverse proxy the browser gets URLs on the proxy's host, not on the loopback address."""
     url, _ = server
-    r = httpx.post(f"{url}/gradio_api/call/search", json={"data": ["zoo-bind-mini", "a cat", None, None, None]},
+    r = httpx.post(f"{url}/gradio_api/call/search", json={"data": ["zoo-bind-mini", "a cat", None, None, None, None]},
                    headers={"X-Forwarded-Host": "zoo.example.org", "X-Forwarded-Proto": "https"}, timeout=60)
     stream = httpx.get(f"{url}/gradio_api/call/search/{r.json()['event_id']}", timeout=120).text
     gallery = json.loads(_events(stream)[-1][1])[0]
@@ -213,7 +213,7 @@ def test_gallery_manifests_hold_no_paths_and_are_not_served(server):
 def test_error_messages_show_no_server_paths(server, tmp_path):
     url, app = server
     missing = {"path": str(app.cache_dir / "tmp" / "nope" / "gone.png"), "meta": {"_type": "gradio.FileData"}}
-    status, text = _call(url, "search", ["zoo-bind-mini", None, missing, None, None])
+    status, text = _call(url, "search", ["zoo-bind-mini", None, missing, None, None, None])
     assert "event: complete" not in text
     for p in _server_paths(app):
         assert p not in text
@@ -241,6 +241,27 @@ def test_adding_uploads_with_a_bad_one_names_it_by_its_upload_name(server):
         assert p not in stream
     titles = {it.title for it in app.gallery.items()}
     assert {"tide table.txt", "garden.md"} <= titles and "my broken photo.png" not in titles
+
+
+def test_a_video_to_a_model_without_video_is_a_message_on_the_page(server):
+    """A video query or upload to zoo-bind-mini completes with a message that says so (no error event, no path)."""
+    from tests.fixtures.clips import pan_frames, write_clip
+
+    url, app = server
+    [video] = _upload(url, {"harbour pan.mp4": write_clip(None, pan_frames(8))})
+    status, stream = _call(url, "search", ["zoo-bind-mini", None, None, None, None, video])
+    assert status == 200 and "event: complete" in stream, stream[:500]
+    payload = json.loads(_events(stream)[-1][1])
+    assert payload[0] == [] and payload[1]["data"] == [] and payload[2:6] == [None, None, None, ""], payload
+    note = payload[-1]  # which models here take video (or that none does) follows
+    assert note.startswith("**Error:** zoo-bind-mini does not embed video.") and "on this machine" in note, note
+    status, stream = _call(url, "add_files", ["zoo-bind-mini", [video]])
+    assert status == 200 and "event: complete" in stream, stream[:500]
+    added = json.loads(_events(stream)[-1][1])[0]
+    assert "harbour pan.mp4" in added and "does not embed video" in added, added
+    for p in _server_paths(app) + [str(app.temp_dir)]:
+        assert p not in stream
+    assert "harbour pan.mp4" not in {it.title for it in app.gallery.items()}
 
 
 # ---------------------------------------------------------------------------------------------- 2. no SSRF
@@ -272,8 +293,8 @@ def test_api_file_inputs_fetch_no_url(server, fake_public_dns):
         remote = f"http://{host}:{port}/query.png"
         for file_data in ({"path": remote, "meta": {"_type": "gradio.FileData"}},
                           {"path": "x.png", "url": remote, "meta": {"_type": "gradio.FileData"}}):
-            for slot in (2, 3, 4):
-                data = ["zoo-bind-mini", None, None, None, None]
+            for slot in (2, 3, 4, 5):
+                data = ["zoo-bind-mini", None, None, None, None, None]
                 data[slot] = file_data
                 status, text = _call(url, "search", data)
                 assert "event: complete" not in text, (data, text[:300])
@@ -283,19 +304,24 @@ def test_api_file_inputs_fetch_no_url(server, fake_public_dns):
 # ---------------------------------------------------------------------------------------------- 3. API types
 FILE = {"path": "x.png", "meta": {"_type": "gradio.FileData"}}
 BAD_SEARCH = [
-    ["zoo-bind-mini", {"a": 1}, None, None, None],
-    ["zoo-bind-mini", ["a cat"], None, None, None],
-    ["zoo-bind-mini", 42, None, None, None],
-    ["zoo-bind-mini", True, None, None, None],
-    [{"name": "zoo-bind-mini"}, "a cat", None, None, None],
-    [["zoo-bind-mini"], "a cat", None, None, None],
-    ["zoo-bind-mini", "a cat", "/etc/passwd", None, None],
-    ["zoo-bind-mini", "a cat", {"a": 1}, None, None],
-    ["zoo-bind-mini", "a cat", 7, None, None],
-    ["zoo-bind-mini", "a cat", None, [FILE], None],
-    ["zoo-bind-mini", "a cat", None, None, "cube.glb"],
+    ["zoo-bind-mini", {"a": 1}, None, None, None, None],
+    ["zoo-bind-mini", ["a cat"], None, None, None, None],
+    ["zoo-bind-mini", 42, None, None, None, None],
+    ["zoo-bind-mini", True, None, None, None, None],
+    [{"name": "zoo-bind-mini"}, "a cat", None, None, None, None],
+    [["zoo-bind-mini"], "a cat", None, None, None, None],
+    ["zoo-bind-mini", "a cat", "/etc/passwd", None, None, None],
+    ["zoo-bind-mini", "a cat", {"a": 1}, None, None, None],
+    ["zoo-bind-mini", "a cat", 7, None, None, None],
+    ["zoo-bind-mini", "a cat", None, [FILE], None, None],
+    ["zoo-bind-mini", "a cat", None, None, "cube.glb", None],
+    ["zoo-bind-mini", "a cat", None, None, None, "clip.mp4"],
+    ["zoo-bind-mini", "a cat", None, None, None, [FILE]],
+    ["zoo-bind-mini", "a cat", None, None, None, {"video": FILE}],
+    ["zoo-bind-mini", "a cat", None, None, None, "/etc/passwd"],
+    ["zoo-bind-mini", "a cat", None, None, None],
     ["zoo-bind-mini", "a cat"],
-    ["zoo-bind-mini", "a cat", None, None, None, None],
+    ["zoo-bind-mini", "a cat", None, None, None, None, None],
 ]
 
 
@@ -320,7 +346,7 @@ def test_api_endpoints_are_named(server):
     """Every public event has the name it was given (no generated ``prepare_1``), with these inputs."""
     url, _ = server
     assert _api_names(url) == {
-        "search": ["model", "text", "image", "audio", "shape"],
+        "search": ["model", "text", "image", "audio", "shape", "video"],
         "prepare": ["model"],
         "add_files": ["model", "files"],
         "filter_cards": ["modality", "licence", "offline", "max_params", "dim", "text", "evidence"],
@@ -340,5 +366,5 @@ def test_every_api_refuses_wrong_types(server):
                 data = [None] * len(params)
                 data[i] = bad
                 _assert_refused(*_call(url, api, data), (api, params[i], bad))
-    out = _call(url, "search", ["zoo-bind-mini", "a cat", None, None, None])[1]
+    out = _call(url, "search", ["zoo-bind-mini", "a cat", None, None, None, None])[1]
     assert "event: complete" in out and "chelsea" in out  # the app still answers

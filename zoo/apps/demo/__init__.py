@@ -3,13 +3,14 @@
 Three tabs, all offline:
 
 - **Search**: a gallery prepared on first run into the app's own cache folder (the skimage sample
-  photos, the project's 12 speech clips, generated 3D shapes exported as ``.glb``, code and
-  docstrings from Python's standard library, a few short texts), indexed with the chosen model
-  (default ``zoo-bind-mini``), its vectors on disk so that a restart re-embeds nothing. A query is a text,
-  an image, a sound or a 3D file (several are averaged); results show thumbnails, players, a 3D
-  preview, scores and the experts that made the item's vector. Users may add their own files. Models whose
-  weights are not on this machine are listed with a "(weights not offline)" label, and say so instead of
-  failing.
+  photos, the project's 12 speech clips, short videos panning across three of the photos, generated 3D
+  shapes exported as ``.glb``, code and docstrings from Python's standard library, a few short texts),
+  indexed with the chosen model (default ``zoo-bind-mini``; only what its card's modalities take), its
+  vectors on disk so that a restart re-embeds nothing. A query is a text, an image, a sound, a 3D file or a
+  video (several are averaged); results show thumbnails, players, a 3D preview, scores and the experts that
+  made the item's vector. Users may add their own files. Models whose weights are not on this machine are
+  listed with a "(weights not offline)" label, and say so instead of failing; a video query to a model that
+  does not take video says which models here do (or that none does, and which would with their weights).
 - **Cards**: every registered card, filtered by modality, licence, offline readiness, size and
   width, with free-text search, the rendered card, its sources and a ``zoo.load`` snippet.
 - **Spaces**: the compatibility heatmap (:mod:`zoo.compat`) of chosen text models over standard
@@ -37,7 +38,8 @@ The modules, lowest first; each imports only modules listed before it:
   status, the handler guard.
 - ``items``: a gallery entry (:class:`Item`), a search hit (:class:`Hit`), expert labels; the checks on users'
   files and :class:`FilesRefused`.
-- ``gallery``: the gallery folder (:class:`Gallery`): sample media, thumbnails, standard-library code and texts;
+- ``media``: how gallery media are made: thumbnails (texts, sounds, shapes, videos) and the sample videos.
+- ``gallery``: the gallery folder (:class:`Gallery`): sample media, standard-library code and texts;
   :func:`stdlib_sentences`.
 - ``card_text``: how a card reads on the page (:func:`evidence_text`, its sections, its size, the size filter),
   the Cards tab's table and chosen card.
@@ -65,6 +67,7 @@ from zoo.apps.demo.gallery import (
     SHAPES_PER_CLASS,
     SHORT_TEXTS,
     STDLIB_FUNCTIONS,
+    VIDEO_PHOTOS,
     Gallery,
     stdlib_sentences,
 )
@@ -89,6 +92,7 @@ from zoo.apps.demo.settings import (
     SHAPE_SUFFIXES,
     TEXT_SUFFIXES,
     TOP_K,
+    VIDEO_SUFFIXES,
     configure_environment,
     default_cache_dir,
 )
@@ -100,8 +104,8 @@ __all__ = [
     "API_ENDPOINTS", "AUDIO_SUFFIXES", "DEFAULT_MODEL", "DEFAULT_PORT", "HOST", "IMAGE_SUFFIXES", "KIND_MODALITY",
     "MAX_API_BODY", "MAX_FILE_BYTES", "MAX_FILE_SIZE", "MAX_TEXT_CHARS", "MEDIA_ROUTE", "NOT_CHECKED", "NOT_OFFLINE",
     "PARAM_BUCKETS", "QUEUE_SIZE", "SEARCH_CONCURRENCY", "SENTENCE_MODULES", "SHAPES_PER_CLASS", "SHAPE_SEED",
-    "SHAPE_SUFFIXES", "SHORT_TEXTS", "STDLIB_FUNCTIONS", "TEXT_SUFFIXES", "TOP_K", "DemoApp", "FilesRefused",
-    "Gallery", "Hit", "Item", "Progress", "RequestGuard", "build_demo", "configure_environment", "default_cache_dir",
-    "evidence_text", "expert_labels", "is_loopback", "launch", "launch_options", "log", "model_choices",
-    "server_address", "stdlib_sentences",
+    "SHAPE_SUFFIXES", "SHORT_TEXTS", "STDLIB_FUNCTIONS", "TEXT_SUFFIXES", "TOP_K", "VIDEO_PHOTOS", "VIDEO_SUFFIXES",
+    "DemoApp", "FilesRefused", "Gallery", "Hit", "Item", "Progress", "RequestGuard", "build_demo",
+    "configure_environment", "default_cache_dir", "evidence_text", "expert_labels", "is_loopback", "launch",
+    "launch_options", "log", "model_choices", "server_address", "stdlib_sentences",
 ]

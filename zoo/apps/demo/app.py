@@ -36,6 +36,7 @@ from zoo.apps.demo.settings import (
     MAX_TEXT_CHARS,
     SHAPE_SUFFIXES,
     TOP_K,
+    VIDEO_SUFFIXES,
     default_cache_dir,
 )
 from zoo.catalog import registry
@@ -171,7 +172,8 @@ class DemoApp(Comparisons):
 
     # -- search
     def query_vector(self, name: str, *, text: str | None = None, image: str | None = None,
-                     audio: str | None = None, shape: str | None = None) -> tuple[np.ndarray, str]:
+                     audio: str | None = None, shape: str | None = None,
+                     video: str | None = None) -> tuple[np.ndarray, str]:
         """The query's vector (several inputs: their normalized mean) and a label of its experts."""
         parts = []
         if text and text.strip():
@@ -179,25 +181,47 @@ class DemoApp(Comparisons):
                 raise ValueError(f"the text query has {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
             parts.append(("text", text.strip()))
         for modality, path, suffixes in (("image", image, IMAGE_SUFFIXES), ("audio", audio, AUDIO_SUFFIXES),
-                                         ("points", shape, SHAPE_SUFFIXES)):
+                                         ("points", shape, SHAPE_SUFFIXES), ("video", video, VIDEO_SUFFIXES)):
             if path:
                 _check_upload(Path(path), suffixes)
                 parts.append((modality, str(path)))
         if not parts:
-            raise ValueError("type a text, or upload an image, a sound or a 3D file")
-        card = registry.card(name)
+            raise ValueError("type a text, or upload an image, a sound, a 3D file or a video")
+        for modality, _ in parts:  # every input's modality before any is embedded
+            if modality not in registry.card(name).modalities:
+                raise ValueError(self.not_embedded(name, modality))
         vectors, labels = [], []
         for modality, payload in parts:
-            if modality not in card.modalities:
-                raise ValueError(f"{name} does not embed {modality} (it embeds {', '.join(card.modalities)})")
             e, lab = self.embed(name, [payload], modality)
             vectors.append(e.vectors[0])
             labels.append(f"{modality}: {lab[0]}")
         q = np.mean(vectors, axis=0)
         return q / max(float(np.linalg.norm(q)), 1e-12), "; ".join(labels)
 
+    def models_taking(self, modality: str) -> tuple[list[str], list[str]]:
+        """The registered models that embed ``modality``: those with weights on this machine, and the others."""
+        names = [n for n in registry.list_models() if modality in registry.card(n).modalities]
+        here = [n for n in names if self.unavailable_reason(n) is None]
+        return here, [n for n in names if n not in here]
+
+    def not_embedded(self, name: str, modality: str) -> str:
+        """Why model ``name`` refuses ``modality``. For a video, also which models here take video (or that none
+        does, and which would with their weights from the hub)."""
+        if modality != "video":
+            return f"{name} does not embed {modality} (it embeds {', '.join(registry.card(name).modalities)})"
+        here, elsewhere = self.models_taking(modality)
+        if here:
+            return f"{name} does not embed video. Models with weights on this machine that take it: {', '.join(here)}."
+        if not elsewhere:
+            return f"{name} does not embed video, and no registered model does."
+        need = "needs its" if len(elsewhere) == 1 else "need their"
+        hub = all(registry.card(n).hub_sources for n in elsewhere)
+        return (f"{name} does not embed video. No model with weights on this machine takes video: "
+                f"{', '.join(elsewhere)} {need} weights {'from the Hugging Face hub' if hub else 'fetched'} "
+                f"(zoo fetch NAME).")
+
     def search(self, name: str | None = None, *, k: int = TOP_K, **query: str | None) -> tuple[list[Hit], str]:
-        """Top-k gallery hits for a query (text=, image=, audio=, shape=), and the query's expert label."""
+        """Top-k gallery hits for a query (text=, image=, audio=, shape=, video=), and the query's expert label."""
         name = name or self.default_model
         q, query_experts = self.query_vector(name, **query)
         items, coll = self.index(name)
@@ -227,7 +251,7 @@ class DemoApp(Comparisons):
             try:
                 modality = KIND_MODALITY[_kind_of_suffix(path.suffix.lower())]
                 if modality not in modalities:
-                    raise ValueError(f"{name} does not embed {modality} (it embeds {', '.join(modalities)})")
+                    raise ValueError(self.not_embedded(name, modality))
                 item = self.gallery.add_user_file(path)
                 with self.model_lock(name):
                     if item.content_key() not in stored:  # the same file added twice is stored once

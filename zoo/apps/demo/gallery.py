@@ -1,8 +1,8 @@
 """The gallery folder (:class:`Gallery`), prepared on first run into the app's cache: the skimage sample photos,
-the project's speech clips, generated 3D shapes exported as ``.glb``, code and docstrings from Python's standard
-library and a few short texts, each with a thumbnail; then read back from its manifest (names relative to the
-gallery folder), with the files users added. Also the standard-library sentences of the Spaces tab
-(:func:`stdlib_sentences`)."""
+the project's speech clips, short videos panning across a few of the photos, generated 3D shapes exported as
+``.glb``, code and docstrings from Python's standard library and a few short texts, each with a thumbnail (made by
+:mod:`.media`); then read back from its manifest (names relative to the gallery folder), with the files users
+added. Also the standard-library sentences of the Spaces tab (:func:`stdlib_sentences`)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ import threading
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from zoo.apps.demo.items import Item, Progress, _decode_text, _kind_of_suffix, _no_progress, _safe_name
+from zoo.apps.demo.media import _mesh_thumb, _text_thumb, _video_thumb, _waveform_thumb, sample_video
 from zoo.apps.demo.settings import MAX_FILE_BYTES
 
+#: Version of what a gallery build holds; a gallery built by an older version is built again (users' files kept).
+GALLERY_VERSION = 2  # 2: sample videos
 SHAPES_PER_CLASS = 2
 SHAPE_SEED = 202
 #: Standard-library functions whose source (code items) and docstring (text items) join the gallery.
@@ -27,6 +28,8 @@ STDLIB_FUNCTIONS = (
     "json.dumps", "os.path.join", "textwrap.dedent", "shutil.copyfile", "random.shuffle", "statistics.median",
     "fnmatch.fnmatch", "base64.b64encode", "string.capwords", "heapq.nlargest", "glob.glob", "csv.DictReader",
 )
+#: The photos the sample videos pan across (of the gallery's photos; the names of ``zoo.samples.gallery``).
+VIDEO_PHOTOS = ("astronaut", "chelsea", "coffee")
 SHORT_TEXTS = (
     "The cat sleeps on the warm windowsill all afternoon.",
     "A recipe for a strong black coffee in the morning.",
@@ -41,58 +44,6 @@ SENTENCE_MODULES = (
     "csv", "heapq", "base64", "pathlib", "tempfile", "calendar", "difflib", "ftplib", "gzip", "locale", "logging",
     "mimetypes", "pprint", "queue", "shlex", "smtplib", "tarfile", "threading", "uuid", "zipfile", "inspect",
 )
-
-
-def _text_thumb(text: str, path: Path, *, title: str = "") -> None:
-    from PIL import Image, ImageDraw
-
-    img = Image.new("RGB", (256, 256), (250, 250, 245))
-    draw = ImageDraw.Draw(img)
-    lines = ([title, ""] if title else []) + [ln[:38] for ln in text.splitlines()[:16]]
-    draw.multiline_text((8, 8), "\n".join(lines), fill=(30, 30, 30), spacing=2)
-    img.save(path)
-
-
-def _waveform_thumb(audio_path: Path, path: Path, title: str) -> None:
-    import soundfile as sf
-    from PIL import Image, ImageDraw
-
-    wave, _ = sf.read(str(audio_path), dtype="float32", always_2d=True)
-    wave = wave.mean(axis=1)
-    img = Image.new("RGB", (256, 256), (240, 246, 255))
-    draw = ImageDraw.Draw(img)
-    cols = np.array_split(np.abs(wave), 240)
-    peak = max(float(np.abs(wave).max()), 1e-6)
-    for x, col in enumerate(cols):
-        h = 100 * float(col.max() if len(col) else 0.0) / peak
-        draw.line([(8 + x, 140 - h), (8 + x, 140 + h)], fill=(40, 90, 200))
-    draw.text((8, 8), f"speech: {title}", fill=(20, 20, 20))
-    img.save(path)
-
-
-def _mesh_thumb(mesh, path: Path, title: str) -> None:
-    """A shaded orthographic view (painter's algorithm): enough to recognise the shape at a glance."""
-    from PIL import Image, ImageDraw
-
-    verts = np.asarray(mesh.vertices, dtype=float)
-    verts = verts - verts.mean(axis=0)
-    a, b = np.radians(35), np.radians(-30)
-    rot_x = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    rot_z = np.array([[np.cos(b), -np.sin(b), 0], [np.sin(b), np.cos(b), 0], [0, 0, 1]])
-    v = verts @ rot_z.T @ rot_x.T
-    scale = 100 / max(float(np.abs(v[:, [0, 2]]).max()), 1e-6)
-    tri = v[np.asarray(mesh.faces)]
-    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
-    light = np.abs(normals @ np.array([0.3, -0.8, 0.5]) / np.linalg.norm([0.3, -0.8, 0.5]))
-    img = Image.new("RGB", (256, 256), (245, 245, 245))
-    draw = ImageDraw.Draw(img)
-    for i in np.argsort(tri[:, :, 1].mean(axis=1))[::-1]:  # far faces first (view along +y)
-        pts = [(128 + scale * p[0], 138 - scale * p[2]) for p in tri[i]]
-        shade = int(60 + 170 * light[i])
-        draw.polygon(pts, fill=(shade, int(shade * 0.8), 90))
-    draw.text((8, 8), f"3D: {title}", fill=(20, 20, 20))
-    img.save(path)
 
 
 def stdlib_sentences(limit: int = 160) -> list[str]:
@@ -126,15 +77,23 @@ class Gallery:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.manifest = self.root / "manifest.json"
+        self.version = self.root / "version"
         self.user_dir = self.root / "user"
         self._lock = threading.Lock()
 
     def items(self, progress: Progress = _no_progress) -> list[Item]:
         with self._lock:
-            if not self.manifest.is_file():
+            if not self.manifest.is_file() or not self._current():
                 self._build(progress)
             builtin = [self._resolved(d) for d in json.loads(self.manifest.read_text(encoding="utf-8"))]
             return builtin + self._user_items()
+
+    def _current(self) -> bool:
+        """Whether the gallery was built by this :data:`GALLERY_VERSION` (an older one lacks the newer kinds)."""
+        try:
+            return self.version.read_text(encoding="utf-8").strip() == str(GALLERY_VERSION)
+        except OSError:
+            return False
 
     def _resolved(self, entry: dict) -> Item:
         """An item of a manifest, its file names (relative to the gallery folder) made absolute for the server."""
@@ -152,7 +111,7 @@ class Gallery:
 
         tmp = self.root.with_name(self.root.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        for sub in ("photos", "speech", "shapes", "texts"):
+        for sub in ("photos", "speech", "videos", "shapes", "texts"):
             (tmp / sub).mkdir(parents=True)
         items: list[Item] = []
         photos = gallery.photos()
@@ -169,16 +128,28 @@ class Gallery:
             _waveform_thumb(dest, thumb, clip.name)
             items.append(Item(f"speech/{clip.name}", "audio", clip.name, path=str(dest), text=clip.text,
                               thumb=str(thumb)))
+        items += self._build_videos(tmp / "videos", [p for p in photos if p.name in VIDEO_PHOTOS], progress)
         items += self._build_shapes(tmp / "shapes", progress)
         items += self._build_texts(tmp / "texts", progress)
         final = [self._relative(it, tmp) for it in items]
         (tmp / "manifest.json").write_text(json.dumps(final, indent=1), encoding="utf-8")
+        (tmp / "version").write_text(str(GALLERY_VERSION), encoding="utf-8")
         user = self.root / "user"
         if user.is_dir():  # keep what users added across a rebuild
             shutil.move(str(user), str(tmp / "user"))
         shutil.rmtree(self.root, ignore_errors=True)
         tmp.rename(self.root)
         progress(1.0, "gallery ready")
+
+    def _build_videos(self, folder: Path, photos: list, progress: Progress) -> list[Item]:
+        """A short video per photo (a slow pan across it, see :func:`~zoo.apps.demo.media.sample_video`)."""
+        items = []
+        for p in photos:
+            progress(0.42, f"making a sample video of {p.name}")
+            path, thumb = folder / f"{_safe_name(p.name)}.mp4", folder / f"{_safe_name(p.name)}.png"
+            sample_video(p.path, path, thumb)
+            items.append(Item(f"video/{p.name}", "video", f"{p.name} (video)", path=str(path), thumb=str(thumb)))
+        return items
 
     def _build_shapes(self, folder: Path, progress: Progress) -> list[Item]:
         from zoo.samples import shapes
@@ -245,11 +216,14 @@ class Gallery:
             return Item(item_id, kind, src.name, text=text, thumb=str(thumb))
         dest.write_bytes(data)
         thumb = str(dest) if kind == "image" else ""
-        if kind == "audio":
+        if kind in ("audio", "video"):
             thumb = str(self.user_dir / f"{digest}.png")
             try:
-                _waveform_thumb(dest, Path(thumb), src.name)
-            except Exception:  # an undecodable sound leaves no copy behind
+                if kind == "audio":
+                    _waveform_thumb(dest, Path(thumb), src.name)
+                else:
+                    _video_thumb(dest, Path(thumb))
+            except Exception:  # an undecodable sound or video leaves no copy behind
                 dest.unlink(missing_ok=True)
                 Path(thumb).unlink(missing_ok=True)
                 raise

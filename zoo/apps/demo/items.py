@@ -23,6 +23,7 @@ from zoo.apps.demo.settings import (
     MAX_TEXT_CHARS,
     SHAPE_SUFFIXES,
     TEXT_SUFFIXES,
+    VIDEO_SUFFIXES,
 )
 from zoo.errors import ZooError
 
@@ -32,7 +33,7 @@ class Item:
     """One gallery entry. ``path`` is a file under the gallery folder; text items keep their ``text``."""
 
     id: str
-    kind: str  # image, audio, shape, code, text
+    kind: str  # image, audio, shape, code, text, video
     title: str
     path: str = ""
     text: str = ""
@@ -82,14 +83,15 @@ def expert_labels(info: dict, n: int, fallback: str) -> list[str]:
 
 
 def _kind_of_suffix(suffix: str) -> str:
-    for kind, suffixes in (("image", IMAGE_SUFFIXES), ("audio", AUDIO_SUFFIXES), ("shape", SHAPE_SUFFIXES)):
+    for kind, suffixes in (("image", IMAGE_SUFFIXES), ("audio", AUDIO_SUFFIXES), ("shape", SHAPE_SUFFIXES),
+                           ("video", VIDEO_SUFFIXES)):
         if suffix in suffixes:
             return kind
     if suffix == ".py":
         return "code"
     if suffix in TEXT_SUFFIXES:
         return "text"
-    allowed = IMAGE_SUFFIXES + AUDIO_SUFFIXES + SHAPE_SUFFIXES + TEXT_SUFFIXES
+    allowed = IMAGE_SUFFIXES + AUDIO_SUFFIXES + SHAPE_SUFFIXES + VIDEO_SUFFIXES + TEXT_SUFFIXES
     raise ValueError(f"files of type {suffix or '(none)'!r} are not accepted; use one of {', '.join(allowed)}")
 
 

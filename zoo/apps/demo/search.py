@@ -1,4 +1,4 @@
-"""The Search tab: a query (a text, an image, a sound, a 3D file; several are averaged) against the gallery
+"""The Search tab: a query (a text, an image, a sound, a 3D file, a video; several are averaged) against the gallery
 indexed with the chosen model; results with thumbnails, players, a 3D preview, scores and the experts that made
 each item's vector (``embed(...).info["experts"]`` / ``["expert_weights"]`` of binding composites); users may add
 their own files."""
@@ -16,6 +16,7 @@ from zoo.apps.demo.settings import (
     SEARCH_CONCURRENCY,
     SHAPE_SUFFIXES,
     TEXT_SUFFIXES,
+    VIDEO_SUFFIXES,
 )
 from zoo.apps.demo.ui import _linked, _linker, model_choices
 
@@ -27,14 +28,15 @@ def _result_outputs(hits: list[Hit], query_experts: str, link: Callable[[str], s
     table = [[r, h.item.kind, h.item.title, round(h.score, 4), h.experts] for r, h in enumerate(hits, 1)]
     audio = next((link(h.item.path) for h in hits if h.item.kind == "audio"), None)
     shape = next((link(h.item.path) for h in hits if h.item.kind == "shape"), None)
+    video = next((link(h.item.path) for h in hits if h.item.kind == "video"), None)
     text = next((h.item.text for h in hits if h.item.kind in ("code", "text")), "")
     note = f"query embedded by **{query_experts}**; best: **{hits[0].item.title}** ({hits[0].score:.3f})"
-    return gallery, table, audio, shape, text, note
+    return gallery, table, audio, shape, video, text, note
 
 
 def _no_results(message: str) -> tuple:
     """The search outputs emptied, with ``message`` in the search note (old results do not stay on the page)."""
-    return [], [], None, None, "", message
+    return [], [], None, None, None, "", message
 
 
 def search_tab(app: DemoApp, demo) -> None:
@@ -53,10 +55,11 @@ def search_tab(app: DemoApp, demo) -> None:
                                                                           for it in items.values() if it.thumb]
 
     @_guarded(on_error=lambda m: _no_results(_status(m)))
-    def search(model, text, image, audio, shape, request: gr.Request = None):
-        if not (text and text.strip()) and not (image or audio or shape):
-            return _no_results("Type a text, or upload an image, a sound or a 3D file, then press **Search**.")
-        hits, query_experts = app.search(model, text=text, image=image, audio=audio, shape=shape)
+    def search(model, text, image, audio, shape, video, request: gr.Request = None):
+        if not (text and text.strip()) and not (image or audio or shape or video):
+            return _no_results("Type a text, or upload an image, a sound, a 3D file or a video, then press "
+                               "**Search**.")
+        hits, query_experts = app.search(model, text=text, image=image, audio=audio, shape=shape, video=video)
         return _result_outputs(hits, query_experts, _linker(app, request))
 
     @_guarded(on_error=_status)
@@ -82,6 +85,7 @@ def search_tab(app: DemoApp, demo) -> None:
                                elem_id="query-image")
             q_audio = gr.Audio(type="filepath", sources=["upload", "microphone"], label="Sound query")
             q_shape = gr.File(file_types=list(SHAPE_SUFFIXES), label="3D query (.glb .obj .stl .ply)")
+            q_video = gr.Video(sources=["upload"], label="Video query", elem_id="query-video")
         go = gr.Button("Search", variant="primary", elem_id="search-button")
         note = gr.Markdown(elem_id="search-note")
         results = gr.Gallery(label="Results", columns=5, height=420, elem_id="search-results")
@@ -90,17 +94,19 @@ def search_tab(app: DemoApp, demo) -> None:
         with gr.Row():
             best_audio = _linked(gr.Audio(label="Best sound hit", interactive=False))
             best_shape = _linked(gr.Model3D(label="Best 3D hit"))
+            best_video = _linked(gr.Video(label="Best video hit", interactive=False, elem_id="best-video"))
             best_text = gr.Code(label="Best text or code hit", language="python", interactive=False)
         with gr.Accordion("Add your own files to the gallery", open=False):
-            uploads = gr.File(file_count="multiple", label="images, sounds, 3D files, .txt/.py/.md",
-                              file_types=list(IMAGE_SUFFIXES + AUDIO_SUFFIXES + SHAPE_SUFFIXES + TEXT_SUFFIXES),
+            uploads = gr.File(file_count="multiple", label="images, sounds, 3D files, videos, .txt/.py/.md",
+                              file_types=list(IMAGE_SUFFIXES + AUDIO_SUFFIXES + SHAPE_SUFFIXES + VIDEO_SUFFIXES
+                                              + TEXT_SUFFIXES),
                               elem_id="add-files")
             add_btn = gr.Button("Add to gallery", elem_id="add-button")
             add_note = gr.Markdown(elem_id="add-status")
         with gr.Accordion("The whole gallery", open=False):
             everything = gr.Gallery(columns=8, height=360, show_label=False)
-        outputs = [results, table, best_audio, best_shape, best_text, note]
-        gr.on([go.click, q_text.submit], search, [model, q_text, q_image, q_audio, q_shape], outputs,
+        outputs = [results, table, best_audio, best_shape, best_video, best_text, note]
+        gr.on([go.click, q_text.submit], search, [model, q_text, q_image, q_audio, q_shape, q_video], outputs,
               api_name="search", concurrency_limit=SEARCH_CONCURRENCY, concurrency_id="search")
         add_btn.click(add_files, [model, uploads], add_note, api_name="add_files", concurrency_id="search").then(
             prepare, model, [status, everything], api_name="refresh_gallery", api_visibility="private",

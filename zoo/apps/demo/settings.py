@@ -22,11 +22,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
 SHAPE_SUFFIXES = (".glb", ".obj", ".stl", ".ply")
 TEXT_SUFFIXES = (".txt", ".py", ".md")
-KIND_MODALITY = {"image": "image", "audio": "audio", "shape": "points", "code": "code", "text": "text"}
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi")  # zoo.inputs.limits.FILE_SUFFIXES["video"] but .m4v
+KIND_MODALITY = {"image": "image", "audio": "audio", "shape": "points", "code": "code", "text": "text",
+                 "video": "video"}
 NOT_OFFLINE = " (weights not offline)"  # the label of a model whose weights are not on this machine
 #: The public API endpoints of the demo and their inputs (every other event is private).
 API_ENDPOINTS = {
-    "search": ("model", "text", "image", "audio", "shape"),
+    "search": ("model", "text", "image", "audio", "shape", "video"),
     "prepare": ("model",),
     "add_files": ("model", "files"),
     "filter_cards": ("modality", "licence", "offline", "max_params", "dim", "text", "evidence"),

@@ -50,7 +50,7 @@ def _linker(app: DemoApp, request) -> Callable[[str], str]:
 def _linked(component):
     """``component`` (a Gradio output) that also takes one of the app's media URLs and sends it as it is. Given a
     path, Gradio copies the file into its cache and shows the browser that copy's server path; given a URL, the
-    stock Audio, Model3D and Image outputs would download it on the server. (An instance attribute, not a
+    stock Audio, Video, Model3D and Image outputs would download it on the server. (An instance attribute, not a
     subclass: Gradio writes a ``.pyi`` stub beside the module of every Component subclass.)"""
     from gradio.data_classes import FileData
 
