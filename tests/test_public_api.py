@@ -36,6 +36,7 @@ PUBLIC: dict[str, tuple[str, ...]] = {
     "zoo.images": ("load_image", "load_images", "probe_image", "to_rgb"),
     "zoo.audio": ("load_audio", "load_audios"),
     "zoo.inputs.video": ("FrameSampling", "Video", "frame_indices", "is_video_file", "load_video", "pick_evenly"),
+    "zoo.inputs.frames": ("FrameSampling", "frame_indices", "pick_evenly"),
     "zoo.inputs.documents": ("is_pdf", "load_page", "page_count"),
     "zoo.points": ("as_cloud_list", "load_point_cloud", "load_point_clouds", "normalize_unit_sphere", "sample_mesh"),
     "zoo.align": ("AnchorRef", "AnchorSet", "FitConfig", "RelativeProjector", "SpaceRef", "Stitch",

@@ -53,7 +53,7 @@ from zoo.adapters.vlm_inputs import PROMPT_FORMATS, ImageRules, Prepared, build_
 from zoo.catalog.modelcard import ModelCard
 from zoo.catalog.sources import Resolved, check_format
 from zoo.errors import CardError, InputTooLargeError, InvalidInputError
-from zoo.inputs.video import FrameSampling
+from zoo.inputs.frames import FrameSampling
 
 DEFAULT_TOKEN_BUDGET = 16384
 DEFAULT_MAX_ROWS = 16

@@ -27,7 +27,7 @@ import torch
 
 from zoo.adapters.vlm_sizes import fetch_size, vlm2vec_size
 from zoo.errors import InvalidInputError
-from zoo.inputs.video import pick_evenly
+from zoo.inputs.frames import pick_evenly
 
 #: qwen_vl_utils 0.0.14: tokens a video frame may take, its MODEL_SEQ_LEN default, FRAME_FACTOR, list sample_fps.
 VIDEO_MIN_TOKEN_NUM, VIDEO_MAX_TOKEN_NUM, MODEL_SEQ_LEN, FRAME_FACTOR, LIST_FPS = 128, 768, 128000, 2, 2.0

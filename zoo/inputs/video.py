@@ -10,6 +10,8 @@ Limits (every failure is an InvalidInputError / InputTooLargeError naming the it
 - the container is recognised from its first bytes and opened with that demuxer only (no probing of FFmpeg's
   other demuxers, so playlists and other formats that open further files are never reached); external data
   references in MOV files stay off (FFmpeg's default);
+- a file shorter than its top-level structure declares (MP4/MOV boxes, the Matroska Segment, the AVI RIFF chunk)
+  is refused before FFmpeg opens it: FFmpeg would stop quietly at the cut;
 - from the header, before any frame is decoded: a video stream exists, its codec is one of ``CODECS``, the frame
   size is at most ``MAX_FRAME_SIDE`` on a side and ``MAX_FRAME_PIXELS`` in all, the declared duration at most
   ``max_seconds`` (``MAX_SECONDS``) and the declared frame count at most ``MAX_FRAMES``, the frame rate positive;
@@ -22,25 +24,22 @@ Sandbox: FFmpeg is C code parsing untrusted bytes, so by default files are decod
 ``zoo.inputs.sandbox`` (``RLIMIT_AS`` = ``WORKER_MEMORY_BYTES``, ``DECODE_TIMEOUT`` seconds per item); the sampled
 frames come back as raw RGB bytes. ``sandbox=False`` decodes in-process, for trusted files only.
 
-Sampling (``FrameSampling``), by default, follows ``qwen_vl_utils.smart_nframes`` and its frame choice to the
-letter: with ``nframes`` that many (rounded to ``frame_factor``), otherwise ``total / video_fps * fps`` clamped to
-``[min_frames, max_frames]`` and to the frame count, floored to ``frame_factor``; the frames taken are
-``round(linspace(0, total - 1, n))`` computed as ``torch.linspace`` does in float32 (``frame_indices``). The
-"uniform" rule is VLM2Vec's MMEB-V2 evaluation's (see ``FrameSampling``).
-The total is the number of video packets, which is the number of frames for the accepted codecs; when decoding
-yields another count the frames are chosen again from the decoded count.
+Sampling: ``zoo.inputs.frames`` (``FrameSampling``: qwen_vl_utils' rule, or VLM2Vec's MMEB-V2 evaluation's), applied
+in the worker so that only the chosen frames are converted to RGB and sent back. The total is the number of video
+packets, which is the number of frames for the accepted codecs; when decoding yields another count the frames are
+chosen again from the decoded count.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
-import math
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from zoo.errors import InputTooLargeError, InvalidInputError
+from zoo.inputs.frames import FrameSampling, frame_indices, pick_evenly  # noqa: F401 (public here too)
 from zoo.inputs.limits import read_checked
 from zoo.inputs.sandbox import sandbox
 
@@ -66,79 +65,6 @@ WORKER_MEMORY_BYTES = 6 * 1024**3
 #: Seconds one item may take in the worker (worker start included) before it is killed.
 DECODE_TIMEOUT = 300.0
 _TEST_HOOK: str | None = None  # tests only: "abort", "exit" or "hang", carried out by the worker
-
-
-@dataclass(frozen=True)
-class FrameSampling:
-    """Which frames of a file a model sees.
-
-    ``rule="fps"`` (default) is ``qwen_vl_utils``' (defaults FPS, FPS_MIN_FRAMES, FPS_MAX_FRAMES, FRAME_FACTOR;
-    ``nframes``, a fixed count, replaces ``fps`` and the bounds). ``rule="uniform"`` is the frame choice of
-    VLM2Vec's MMEB-V2 evaluation: keep every frame of a short video or ``keep`` frames at ``floor(i * total /
-    keep)`` of a longer one (its ``save_frames``), then ``nframes`` of those at ``linspace(0, n - 1, nframes)``
-    truncated to integers, or all of them when there are fewer (its ``process_video_frames``).
-    """
-
-    rule: Literal["fps", "uniform"] = "fps"
-    fps: float = 2.0
-    min_frames: int = 4
-    max_frames: int = 768
-    frame_factor: int = 2
-    nframes: int | None = None
-    keep: int = 64
-
-    @classmethod
-    def from_options(cls, options: dict | None) -> FrameSampling:
-        """From a card's ``options.video`` table (its keys named as the fields; other keys are ignored)."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in (options or {}).items() if k in fields})
-
-    def choose(self, total: int, video_fps: float) -> list[int]:
-        """The indices of the frames to take from a video of ``total`` frames at ``video_fps``."""
-        if self.rule == "uniform":
-            saved = (list(range(total)) if total <= self.keep
-                     else [math.floor(i * (total / self.keep)) for i in range(self.keep)])
-            return pick_evenly(saved, self.nframes)
-        return frame_indices(total, self.count(total, video_fps))
-
-    def count(self, total_frames: int, video_fps: float) -> int:
-        """How many frames the fps rule takes from ``total_frames`` at ``video_fps`` (``smart_nframes``)."""
-        factor = self.frame_factor
-        if self.nframes is not None:
-            n = round(self.nframes / factor) * factor
-        else:
-            low = math.ceil(self.min_frames / factor) * factor
-            high = math.floor(min(self.max_frames, total_frames) / factor) * factor
-            n = total_frames / video_fps * self.fps
-            n = math.floor(min(max(n, low), high, total_frames) / factor) * factor
-        if not factor <= n <= total_frames:
-            raise InvalidInputError(f"video has {total_frames} frame(s); {n} are to be sampled, which needs "
-                                    f"between {factor} and the frame count")
-        return n
-
-
-def pick_evenly(items: list, n: int | None) -> list:
-    """``n`` of ``items`` at ``numpy.linspace(0, len - 1, n, dtype=int)``; all of them when there are n or fewer."""
-    import numpy as np
-
-    if n is None or len(items) <= n:
-        return list(items)
-    return [items[i] for i in np.linspace(0, len(items) - 1, n, dtype=int).tolist()]
-
-
-def frame_indices(total: int, n: int) -> list[int]:
-    """``torch.linspace(0, total - 1, n).round().long()`` without torch: float32 steps from both ends, ties to even."""
-    import numpy as np
-
-    if n == 1:
-        return [0]
-    start, end = np.float32(0), np.float32(total - 1)
-    step = np.float32((end - start) / np.float32(n - 1))
-    i = np.arange(n)
-    half = n // 2
-    values = np.where(i < half, start + step * i.astype(np.float32),
-                      end - step * (n - i - 1).astype(np.float32)).astype(np.float32)
-    return np.rint(values).astype(np.int64).tolist()
 
 
 @dataclass
@@ -169,6 +95,51 @@ def _container(data: bytes) -> str:
     raise InvalidInputError(f"not an MP4/MOV, Matroska/WebM or AVI video (starts with {data[:12]!r})")
 
 
+def _check_complete(data: bytes, fmt: str) -> None:
+    """Refuse a file shorter than its top-level structure declares (a cut download): FFmpeg would stop quietly at
+    the cut of a Matroska/WebM, a moov-first MP4 or an AVI and give the frames before it, a partial video."""
+    end = None
+    if fmt == "avi":
+        end = 8 + int.from_bytes(data[4:8], "little") if data[4:8] != b"\0\0\0\0" else None
+    elif fmt == "matroska":
+        end = _ebml_segment_end(data)
+    else:  # mov: walk the top-level boxes; a box whose size runs past the data ends it early
+        pos = 0
+        while pos + 8 <= len(data) and all(32 <= c < 127 for c in data[pos + 4:pos + 8]):
+            size = int.from_bytes(data[pos:pos + 4], "big")
+            if size == 1 and pos + 16 <= len(data):
+                size = int.from_bytes(data[pos + 8:pos + 16], "big")
+            if size < 8:  # 0: "to the end of the file"; 2..7: malformed, left to FFmpeg
+                break
+            pos += size
+        end = pos
+    if end is not None and end > len(data):
+        raise InvalidInputError(f"video file is truncated: it declares {end:,} bytes, {len(data):,} are given")
+
+
+def _ebml_segment_end(data: bytes) -> int | None:
+    """Where a Matroska file's first Segment ends by its declared size; None when unknown (live) or unreadable."""
+    def vint(pos: int, mask: bool) -> tuple[int | None, int]:
+        n = 9 - data[pos].bit_length()  # the length is the count of leading zero bits + 1
+        if not 1 <= n <= 8 or pos + n > len(data):
+            raise ValueError
+        value = int.from_bytes(data[pos:pos + n], "big")
+        if mask:
+            value &= (1 << 7 * n) - 1
+            if value == (1 << 7 * n) - 1:  # all ones: "unknown size"
+                return None, pos + n
+        return value, pos + n
+
+    try:
+        _, pos = vint(0, False)  # the EBML header's id, then its size
+        size, pos = vint(pos, True)
+        element, pos = vint(pos + size, False)
+        size, pos = vint(pos, True)
+    except (IndexError, ValueError, TypeError):
+        return None
+    return pos + size if element == 0x18538067 and size is not None else None
+
+
 def _too_long(seconds: float, max_seconds: float) -> InputTooLargeError:
     return InputTooLargeError(f"video is {seconds:,.1f} s long, over the limit of {max_seconds:g} s",
                               limit=int(max_seconds))
@@ -178,7 +149,8 @@ def _open(data: bytes, fmt: str):
     import av
 
     try:
-        container = av.open(io.BytesIO(data), format=fmt, mode="r")
+        # metadata_errors: a tag that is not UTF-8 must not raise UnicodeDecodeError out of av.open
+        container = av.open(io.BytesIO(data), format=fmt, mode="r", metadata_errors="replace")
     except av.error.FFmpegError as exc:
         raise InvalidInputError(f"cannot read video header (truncated or corrupt?): {exc}") from None
     if not container.streams.video:
@@ -189,6 +161,8 @@ def _open(data: bytes, fmt: str):
 
 def _check_header(container, stream, max_seconds: float) -> float:
     """The checks made before any frame is decoded; returns the frame rate."""
+    if stream.codec_context is None:  # PyAV gives no codec context when FFmpeg has no decoder for the codec id
+        raise InvalidInputError(f"video codec is not accepted: FFmpeg has no decoder for it ({', '.join(CODECS)})")
     codec = stream.codec_context.name
     if codec not in CODECS:
         raise InvalidInputError(f"video codec {codec!r} is not accepted ({', '.join(CODECS)})")
@@ -217,15 +191,20 @@ def _check_frame_size(w: int, h: int, index: int | None = None) -> None:
 
 
 def _count_packets(container, stream, max_seconds: float) -> int:
+    import av
+
     count = 0
-    for packet in container.demux(stream):
-        if packet.size == 0:  # the demuxer's final flush packet
-            continue
-        count += 1
-        if count > MAX_FRAMES:
-            raise InputTooLargeError(f"video has over {MAX_FRAMES:,} frames", limit=MAX_FRAMES)
-        if packet.pts is not None and packet.time_base and float(packet.pts * packet.time_base) > max_seconds:
-            raise _too_long(float(packet.pts * packet.time_base), max_seconds)
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the demuxer's final flush packet
+                continue
+            count += 1
+            if count > MAX_FRAMES:
+                raise InputTooLargeError(f"video has over {MAX_FRAMES:,} frames", limit=MAX_FRAMES)
+            if packet.pts is not None and packet.time_base and float(packet.pts * packet.time_base) > max_seconds:
+                raise _too_long(float(packet.pts * packet.time_base), max_seconds)
+    except av.error.FFmpegError as exc:  # a demuxer error mid-file (corrupt sample table...)
+        raise InvalidInputError(f"cannot read video packets (truncated or corrupt?): {exc}") from None
     return count
 
 
@@ -256,6 +235,7 @@ def _decode(data: bytes, sampling: FrameSampling, max_seconds: float) -> tuple[A
     import numpy as np
 
     fmt = _container(data)
+    _check_complete(data, fmt)
     container, stream = _open(data, fmt)
     try:
         fps = _check_header(container, stream, max_seconds)
@@ -313,9 +293,11 @@ def _from_frames(item: Any, index: int, rgba_background: tuple[int, int, int] | 
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise InvalidInputError(f"a video array must be (T, H, W, 3) uint8 RGB, got shape {frames.shape} "
                                     f"{frames.dtype}", index=index)
-        if not 1 <= len(frames) <= MAX_LIST_FRAMES:
-            raise InputTooLargeError(f"video has {len(frames)} frames, outside 1..{MAX_LIST_FRAMES}", index=index,
-                                     limit=MAX_LIST_FRAMES)
+        if len(frames) == 0:
+            raise InvalidInputError("a video array has no frames", index=index)
+        if len(frames) > MAX_LIST_FRAMES:
+            raise InputTooLargeError(f"video has {len(frames)} frames, over the limit of {MAX_LIST_FRAMES}",
+                                     index=index, limit=MAX_LIST_FRAMES)
     _check_frame_size(frames.shape[2], frames.shape[1], index)
     return Video(np.ascontiguousarray(frames))
 
