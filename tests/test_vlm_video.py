@@ -299,3 +299,40 @@ def test_encode_takes_sentence_transformers_video_forms(models):
                     prompt_name="video_query").vectors[0]
     assert _cos(emb.encode(chat), own) >= MIN_COS
     assert _cos(emb.encode(chat), video) < 0.9999  # the text and the instruction count
+
+
+def test_vlm2vec_v2_two_images_and_a_document_page(models):
+    from PIL import Image
+    from transformers import Qwen2VLProcessor
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    from zoo.inputs.documents import load_page
+
+    emb = models(V2)
+    bb = emb.backbone
+    a, b = (Image.fromarray(pan_frames(1, size=(90, 60), photo=p)[0]) for p in ("astronaut", "rocket"))
+    pdf = pdf_bytes((612, 792, TEXT_PAGE))
+    proc = Qwen2VLProcessor(image_processor=bb.image_processor, tokenizer=bb.tokenizer,
+                            video_processor=bb.video_processor, chat_template="")
+    cases = [  # (zoo item, modality, kwargs, the images the processor gets, the prompt VLM2Vec's form gives)
+        ({"image": [a, b], "text": "two photos"}, "interleaved", {"task_instruction": "Compare them:"}, [a, b],
+         "<|image_pad|> <|image_pad|>\nCompare them: two photos\n"),
+        (pdf, "document", {}, [load_page(pdf)],
+         "<|image_pad|> Understand the content of the provided document image."),
+    ]
+    for item, modality, kw, images, prompt in cases:
+        assert emb.prompts([item], modality=modality, **kw) == [prompt]
+        resized = []
+        for image in images:
+            h, w = smart_resize(image.height, image.width, 28, 3136, 1003520)
+            resized.append(image.resize((w, h), Image.Resampling.BICUBIC))
+        enc = proc(text=[prompt], images=resized, do_resize=False, return_tensors="pt")
+        (ours,) = _prepared(emb, [item], modality, **kw)
+        _same_inputs(ours, enc["input_ids"][0].tolist(), enc)
+        with torch.inference_mode():
+            hidden = bb.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                              position_ids=torch.arange(enc["input_ids"].shape[1])[None],
+                              pixel_values=enc["pixel_values"], image_grid_thw=enc["image_grid_thw"],
+                              use_cache=False).last_hidden_state
+        vector = torch.nn.functional.normalize(hidden[0, -1].float(), dim=-1).numpy()
+        assert _cos(emb.embed([item], modality=modality, **kw).vectors[0], vector) >= MIN_COS
