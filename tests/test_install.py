@@ -100,8 +100,8 @@ def test_the_installed_demo_answers_its_first_search(installed):
                     break
             except httpx.HTTPError:
                 time.sleep(2)
-        r = httpx.post(f"{url}/gradio_api/call/search", json={"data": ["zoo-bind-mini", "a cat", None, None, None]},
-                       timeout=60)
+        query = ["zoo-bind-mini", "a cat", None, None, None, None]  # model, text, image, audio, shape, video
+        r = httpx.post(f"{url}/gradio_api/call/search", json={"data": query}, timeout=60)
         assert r.status_code == 200, r.text
         stream = httpx.get(f"{url}/gradio_api/call/search/{r.json()['event_id']}", timeout=900).text
         assert "event: complete" in stream, stream[-2000:]
