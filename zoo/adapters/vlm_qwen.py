@@ -156,11 +156,17 @@ class Qwen3VL(Backbone):
 
             images = [image.resize((w, h), Image.Resampling.BICUBIC) for image, (h, w) in zip(images, sizes,
                                                                                                 strict=True)]
-        enc = self.processor(text=[text], images=images or None, do_resize=False, return_tensors="pt")
-        extras["mm_token_type_ids"] = enc["mm_token_type_ids"][0]
-        if images:
+            enc = self.processor.image_processor(images=images, do_resize=False, return_tensors="pt")
             extras.update(pixel_values=enc["pixel_values"], image_grid_thw=enc["image_grid_thw"])
-        return Prepared(enc["input_ids"][0].tolist(), extras, item.visual)
+            merge = int(self.processor.image_processor.merge_size)
+            text = expand_tokens(text, {self.image_token: [self.image_token * (int(grid.prod()) // merge**2)
+                                                           for grid in enc["image_grid_thw"]]})
+        # Tokens expanded here, as the processor does (which, from transformers 5.25, refuses a text whose video
+        # tokens are already expanded); types as its mm_token_type_ids: 1 image, 2 video, 0 text.
+        ids = self.processor.tokenizer(text)["input_ids"]
+        extras["mm_token_type_ids"] = torch.tensor([1 if t == self.image_id else 2 if t == self.video_id else 0
+                                                    for t in ids], dtype=torch.long)
+        return Prepared(ids, extras, item.visual)
 
     def _video_placeholder(self, grid: torch.Tensor, meta: dict) -> str:
         """A video's tokens as the Qwen3-VL processor of transformers 4.57 (the model's release) writes them: per
