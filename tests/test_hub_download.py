@@ -141,6 +141,14 @@ def _probes(card: ModelCard) -> dict[str, list]:
         t = np.arange(48000 * 2) / 48000
         out["audio"] = [(np.sin(2 * np.pi * 440 * t).astype(np.float32), 48000),
                         (np.random.RandomState(0).uniform(-0.5, 0.5, t.size).astype(np.float32), 48000)]
+    if "video" in card.modalities:  # two clips, decoded and sampled as the card says
+        from tests.fixtures.clips import pan_frames, write_clip
+
+        out["video"] = [write_clip(None, pan_frames(12, size=(64, 48), photo=p), fps=6) for p in ("coffee", "rocket")]
+    if "document" in card.modalities:  # a PDF page and a page image
+        from tests.fixtures.clips import TEXT_PAGE, pdf_bytes
+
+        out["document"] = [pdf_bytes((612, 792, TEXT_PAGE)), sample_photos()["astronaut"]]
     if "points" in card.modalities:
         rng = np.random.RandomState(0)
         ball = rng.normal(size=(2048, 3))

@@ -23,7 +23,12 @@ class Qwen2VL(Backbone):
 
     def __init__(self, emb: Any, path: str, **kw: Any):
         super().__init__(emb, path, **kw)
-        from transformers import AutoImageProcessor, AutoTokenizer, Qwen2VLForConditionalGeneration
+        from transformers import (
+            AutoImageProcessor,
+            AutoTokenizer,
+            Qwen2VLForConditionalGeneration,
+            Qwen2VLVideoProcessor,
+        )
 
         from zoo.adapters.lora import merge_adapter, read_adapter, resolve_adapter
 
@@ -58,7 +63,7 @@ class Qwen2VL(Backbone):
         self.video_token = "<|video_pad|>"
         self.video_id = self.tokenizer.convert_tokens_to_ids(self.video_token)
         self.video_opts = dict(self.opts.get("video", {}))
-        self.video_processor = video_processor(self.image_processor)
+        self.video_processor = video_processor(self.image_processor, Qwen2VLVideoProcessor)
 
     def prepare(self, item: VLMItem, index: int) -> Prepared:
         images, videos = item.of("image"), item.of("video")
@@ -112,7 +117,7 @@ class Qwen3VL(Backbone):
 
     def __init__(self, emb: Any, path: str, **kw: Any):
         super().__init__(emb, path, **kw)
-        from transformers import Qwen3VLModel
+        from transformers import Qwen3VLModel, Qwen3VLVideoProcessor
 
         self.processor = pil_processor(path)
         self.check_files(self.processor.tokenizer, self.processor, chat=True)
@@ -128,6 +133,7 @@ class Qwen3VL(Backbone):
         self.video_token, self.vision_start, self.vision_end = "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"
         self.video_id = tok.convert_tokens_to_ids(self.video_token)
         self.video_opts = dict(self.opts.get("video", {}))
+        self.video_processor = video_processor(ip, Qwen3VLVideoProcessor)
 
     def render(self, prompt: Any) -> str:
         return self.processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
@@ -140,8 +146,8 @@ class Qwen3VL(Backbone):
         extras: dict[str, torch.Tensor] = {}
         if videos:
             clips = [qwen3_video(video, self.factor, self.video_opts, index) for video in videos]
-            enc = self.processor.video_processor(videos=[frames for frames, _ in clips], do_resize=False,
-                                                 do_sample_frames=False, return_tensors="pt")
+            enc = self.video_processor(videos=[frames for frames, _ in clips], do_resize=False,
+                                       do_sample_frames=False, return_tensors="pt")
             extras.update(pixel_values_videos=enc["pixel_values_videos"], video_grid_thw=enc["video_grid_thw"])
             marked = self.vision_start + self.video_token + self.vision_end
             text = expand_tokens(text, {marked if marked in text else self.video_token: [
@@ -172,7 +178,7 @@ class Qwen3VL(Backbone):
         """A video's tokens as the Qwen3-VL processor of transformers 4.57 (the model's release) writes them: per
         pair of frames its time, then the frame's tokens between vision start and end. transformers 5 keeps the
         template's own start and end around all of it, which the model was not released with."""
-        vp = self.processor.video_processor
+        vp = self.video_processor
         per_frame = int(grid[1] * grid[2]) // vp.merge_size**2
         times = timestamps(meta["frames_indices"], meta["fps"], vp.temporal_patch_size)
         return "".join(f"<{times[t]:.1f} seconds>{self.vision_start}{self.video_token * per_frame}{self.vision_end}"
@@ -194,11 +200,10 @@ class Qwen3VL(Backbone):
         return self.model(**kwargs).last_hidden_state
 
 
-def video_processor(image_processor: Any) -> Any:
-    """The transformers Qwen2-VL video processor with the image processor's normalization and patching."""
-    from transformers import Qwen2VLVideoProcessor
-
+def video_processor(image_processor: Any, cls: type) -> Any:
+    """The transformers video processor ``cls`` with the image processor's normalization and patching (which the
+    card's ``options.processor`` checks): videos need no file beyond the card's, and frames are patched exactly as
+    the images are. Resizing and frame sampling are the zoo's (``do_resize=False``, ``do_sample_frames=False``)."""
     ip = image_processor
-    return Qwen2VLVideoProcessor(image_mean=list(ip.image_mean), image_std=list(ip.image_std),
-                                 patch_size=ip.patch_size, temporal_patch_size=ip.temporal_patch_size,
-                                 merge_size=ip.merge_size)
+    return cls(image_mean=list(ip.image_mean), image_std=list(ip.image_std), patch_size=ip.patch_size,
+               temporal_patch_size=ip.temporal_patch_size, merge_size=ip.merge_size)
