@@ -24,12 +24,13 @@ import functools
 import math
 import os
 import re
-import subprocess
 import sys
 import time
 from collections import Counter
 
 import pytest
+
+from tests.support import run_fuzz_child
 
 #: Address space the fuzzing child may add to what it has mapped after its imports (its soft limit; the hard limit
 #: is left as it was).
@@ -365,28 +366,14 @@ def _fuzz(kind: str, examples: int, sandbox: bool = False, watchdog: bool = Fals
 
 
 # ---------------------------------------------------------------- the tests
-def _run_child(kind: str, examples: int, timeout: float) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("ZOO_FUZZ_PYTHONPATH"), root, env.get("PYTHONPATH"))
-                                        if p)
-    try:
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), kind, str(examples)], env=env,
-                              capture_output=True, text=True, timeout=timeout, cwd=root)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{kind} fuzzing took over {timeout:g} s:\n{exc.stdout}\n{exc.stderr}")
-    print(proc.stdout)
-    assert proc.returncode == 0, f"{kind} fuzzing failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-
-
 @pytest.mark.slow
 def test_mutated_videos_decode_in_process_or_raise_typed_errors():
-    _run_child("video", VIDEO_EXAMPLES, timeout=300)
+    run_fuzz_child(__file__, "video", VIDEO_EXAMPLES, timeout=300)
 
 
 @pytest.mark.slow
 def test_mutated_pdfs_render_in_process_or_raise_typed_errors():
-    _run_child("pdf", PDF_EXAMPLES, timeout=300)
+    run_fuzz_child(__file__, "pdf", PDF_EXAMPLES, timeout=300)
 
 
 @pytest.mark.parametrize("kind", ["video", "pdf"])

@@ -17,11 +17,12 @@ any exception into an InvalidInputError and hide the very bugs this looks for.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 
 import pytest
+
+from tests.support import run_fuzz_child
 
 #: Address space the fuzzing child may add to what it has mapped after its imports (torch maps ~3 GiB up front).
 MEMORY_LIMIT = 3 * 1024**3
@@ -245,28 +246,14 @@ def _fuzz(kind: str, examples: int) -> int:
 
 
 # ---------------------------------------------------------------- the tests (parent side)
-def _run_child(kind: str, examples: int, timeout: float) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("ZOO_FUZZ_PYTHONPATH"), root, env.get("PYTHONPATH"))
-                                        if p)
-    try:
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), kind, str(examples)], env=env,
-                              capture_output=True, text=True, timeout=timeout, cwd=root)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{kind} fuzzing took over {timeout:g} s:\n{exc.stdout}\n{exc.stderr}")
-    print(proc.stdout)
-    assert proc.returncode == 0, f"{kind} fuzzing failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-
-
 @pytest.mark.slow
 def test_mutated_images_decode_within_limits_or_raise_typed_errors():
-    _run_child("image", IMAGE_EXAMPLES, timeout=300)
+    run_fuzz_child(__file__, "image", IMAGE_EXAMPLES, timeout=300)
 
 
 @pytest.mark.slow
 def test_mutated_audio_decodes_within_limits_or_raises_typed_errors():
-    _run_child("audio", AUDIO_EXAMPLES, timeout=300)
+    run_fuzz_child(__file__, "audio", AUDIO_EXAMPLES, timeout=300)
 
 
 if __name__ == "__main__":
