@@ -8,6 +8,7 @@ resolution limits, input validation naming the index, and remote-code consent.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -43,14 +44,7 @@ def _image(h: int = 60, w: int = 90, seed: int = 0):
 
 @pytest.fixture(scope="module")
 def models(tiny_vlm_cache):  # noqa: F811
-    loaded: dict[str, object] = {}
-
-    def get(name: str):
-        if name not in loaded:
-            loaded[name] = zoo.load(name)
-        return loaded[name]
-
-    return get
+    return functools.cache(zoo.load)  # each tiny model loaded once per module
 
 
 class Recorder:

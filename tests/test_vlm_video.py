@@ -18,6 +18,7 @@ Parity on the tiny random-weight fixtures (tests/fixtures/tiny_vlm.py), same fra
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -36,14 +37,7 @@ MIN_COS = 0.99999
 
 @pytest.fixture(scope="module")
 def models(tiny_vlm_cache):  # noqa: F811
-    loaded: dict[str, object] = {}
-
-    def get(name: str):
-        if name not in loaded:
-            loaded[name] = zoo.load(name)
-        return loaded[name]
-
-    return get
+    return functools.cache(zoo.load)  # each tiny model loaded once per module
 
 
 @pytest.fixture
@@ -66,6 +60,13 @@ def _prepared(emb, items: list, modality: str, **kw):
     ctx = EmbedContext(instruction=kw.get("task_instruction"), prompt_name=kw.get("prompt_name"))
     checked = emb._apply_prompts(emb._check(items, modality), modality, ctx)
     return [emb.backbone.prepare(item, i) for i, item in enumerate(checked)]
+
+
+def _last_token(model, **inputs) -> np.ndarray:
+    """The reference vector: the model's last hidden state at the last token, L2-normalized."""
+    with torch.inference_mode():
+        hidden = model(**inputs, use_cache=False).last_hidden_state
+    return torch.nn.functional.normalize(hidden[0, -1].float(), dim=-1).numpy()
 
 
 def _cos(a, b) -> float:
@@ -107,12 +108,10 @@ def qwen3_reference(emb, content: list[dict], instruction: str = "Represent the 
                return_tensors="pt", **kwargs)
     ids = unnest(enc["input_ids"][0].tolist(), proc.tokenizer)
     types = torch.tensor(proc.create_mm_token_type_ids([ids]))
-    with torch.inference_mode():
-        hidden = model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                       pixel_values=enc.get("pixel_values"), image_grid_thw=enc.get("image_grid_thw"),
-                       pixel_values_videos=enc.get("pixel_values_videos"), video_grid_thw=enc.get("video_grid_thw"),
-                       mm_token_type_ids=types, use_cache=False).last_hidden_state
-    vector = torch.nn.functional.normalize(hidden[0, -1].float(), dim=-1).numpy()
+    vector = _last_token(model, input_ids=torch.tensor([ids]), attention_mask=torch.ones_like(torch.tensor([ids])),
+                         pixel_values=enc.get("pixel_values"), image_grid_thw=enc.get("image_grid_thw"),
+                         pixel_values_videos=enc.get("pixel_values_videos"),
+                         video_grid_thw=enc.get("video_grid_thw"), mm_token_type_ids=types)
     return ids, enc, vector
 
 
@@ -231,11 +230,9 @@ def v2_reference(emb, frames: np.ndarray, prompt: str):
                             video_processor=bb.video_processor, chat_template="")
     enc = proc(text=[prompt], videos=[resized], do_resize=False, return_tensors="pt")
     ids = enc["input_ids"][0].tolist()
-    with torch.inference_mode():
-        hidden = bb.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                          position_ids=torch.arange(len(ids))[None], pixel_values_videos=enc["pixel_values_videos"],
-                          video_grid_thw=enc["video_grid_thw"], use_cache=False).last_hidden_state
-    return ids, enc, torch.nn.functional.normalize(hidden[0, -1].float(), dim=-1).numpy()
+    return ids, enc, _last_token(bb.model, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                 position_ids=torch.arange(len(ids))[None],
+                                 pixel_values_videos=enc["pixel_values_videos"], video_grid_thw=enc["video_grid_thw"])
 
 
 @pytest.mark.parametrize("total", [100, 13, 5])
@@ -329,10 +326,7 @@ def test_vlm2vec_v2_two_images_and_a_document_page(models):
         enc = proc(text=[prompt], images=resized, do_resize=False, return_tensors="pt")
         (ours,) = _prepared(emb, [item], modality, **kw)
         _same_inputs(ours, enc["input_ids"][0].tolist(), enc)
-        with torch.inference_mode():
-            hidden = bb.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                              position_ids=torch.arange(enc["input_ids"].shape[1])[None],
-                              pixel_values=enc["pixel_values"], image_grid_thw=enc["image_grid_thw"],
-                              use_cache=False).last_hidden_state
-        vector = torch.nn.functional.normalize(hidden[0, -1].float(), dim=-1).numpy()
+        vector = _last_token(bb.model, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                             position_ids=torch.arange(enc["input_ids"].shape[1])[None],
+                             pixel_values=enc["pixel_values"], image_grid_thw=enc["image_grid_thw"])
         assert _cos(emb.embed([item], modality=modality, **kw).vectors[0], vector) >= MIN_COS
