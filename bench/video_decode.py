@@ -47,9 +47,10 @@ TARGET = 1.0
 
 def make_clip(photo: str, seconds: float, fps: int, codec: str, container: str, size=(640, 360)) -> bytes:
     """A pan across a photo (scaled so the window slides over a third of it), encoded with PyAV."""
-    import av
     from PIL import Image
     from skimage import data
+
+    from zoo.samples.clips import encode_video
 
     w, h = size
     image = Image.fromarray(getattr(data, photo)()).convert("RGB")
@@ -58,16 +59,8 @@ def make_clip(photo: str, seconds: float, fps: int, codec: str, container: str, 
     count = int(seconds * fps)
     span = image.shape[1] - w
     buf = io.BytesIO()
-    with av.open(buf, mode="w", format=container) as out:
-        stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for k in range(count):
-            x = (k * span) // max(1, count - 1)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h, x:x + w]), format="rgb24")
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    frames = (image[:h, x:x + w] for x in ((k * span) // max(1, count - 1) for k in range(count)))
+    encode_video(buf, frames, fps=fps, codec=codec, container=container)
     return buf.getvalue()
 
 

@@ -88,14 +88,12 @@ def write_video(frames: np.ndarray, path: Path, *, fps: int = VIDEO_FPS) -> None
     H.264 encoder), its index first so the browser starts playing before the whole file has arrived."""
     import av
 
+    from zoo.samples.clips import encode_video
+
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
-        stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"crf": "28", "preset": "veryfast", "threads": "1"} if codec == "libx264" else {"g": "8"}
-        for array in frames:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
-        out.mux(stream.encode())
+    options = {"crf": "28", "preset": "veryfast", "threads": "1"} if codec == "libx264" else {"g": "8"}
+    encode_video(path, frames, fps=fps, codec=codec, codec_options=options,
+                 container_options={"movflags": "+faststart"})
 
 
 def _frame_thumb(frame: np.ndarray, path: Path, *, side: int = 320) -> None:
