@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import zoo
+from tests.fixtures.tiny_vlm import tiny_vlm_cache  # noqa: F401
 from tests.support import stdlib_sentences
 from zoo.errors import InputTooLargeError, InvalidInputError
 
@@ -128,6 +129,31 @@ def test_bind_mini_text_from_many_threads_is_bitwise_serial():
     model = zoo.load("zoo-bind-mini")
     texts = list(stdlib_sentences()[:10])
     _check_against_serial([lambda n=n: model.embed(texts[:n]) for n in (1, 2, 5, 10)], rounds=4)
+
+
+def test_a_vision_language_model_with_videos_documents_and_bad_items_from_many_threads(tiny_vlm_cache):  # noqa: F811
+    """Videos, mixed items, a PDF page and hostile files (decoded in the shared sandboxed workers) from 8 threads."""
+    from tests.fixtures.clips import TEXT_PAGE, pan_frames, pdf_bytes, write_clip
+
+    model = zoo.load("qwen3-vl-embedding-2b")
+    clips = [write_clip(None, pan_frames(n, size=(64, 48), photo=photo), fps=6)
+             for n, photo in ((12, "coffee"), (20, "rocket"))]
+    pdf = pdf_bytes((612, 792, TEXT_PAGE))
+    calls = [
+        lambda: model.embed(clips, modality="video"),
+        lambda: model.embed([{"content": [{"text": "a pan"}, {"video": clips[1]}]}], modality="interleaved"),
+        lambda: model.embed([pdf], modality="document"),
+        lambda: _refusal(lambda: model.embed([clips[0], clips[1][: len(clips[1]) // 2]], modality="video")),
+        lambda: model.embed(["a text", "another"], task_instruction="Find the clip"),
+    ]
+    _check_against_serial(calls, rounds=2)
+
+
+def _refusal(call) -> InvalidInputError:
+    """The error a hostile call must raise (the same one, serially and from the threads)."""
+    with pytest.raises(InvalidInputError) as info:
+        call()
+    return info.value
 
 
 def test_whisper_embed_and_transcribe_from_many_threads():
