@@ -41,7 +41,7 @@ from typing import Any
 from zoo.errors import InputTooLargeError, InvalidInputError
 from zoo.inputs.frames import FrameSampling, frame_indices, pick_evenly  # noqa: F401 (public here too)
 from zoo.inputs.limits import read_checked
-from zoo.inputs.sandbox import sandbox
+from zoo.inputs.sandbox import sandbox as worker  # the parameter `sandbox` below is a flag
 
 #: Largest encoded video file the zoo reads.
 MAX_FILE_BYTES = 512 * 1024 * 1024
@@ -335,7 +335,8 @@ def load_video(item: Any, *, sampling: FrameSampling | None = None, index: int =
     data = read_checked(item, index, what="video", limit=MAX_FILE_BYTES)
     if sandbox:
         params = {"sampling": dataclasses.asdict(sampling), "max_seconds": max_seconds}
-        meta, payload = _video_sandbox().run(params, data, index=index, timeout=DECODE_TIMEOUT, hook=_TEST_HOOK)
+        box = worker("video", WORKER_MEMORY_BYTES)
+        meta, payload = box.run(params, data, index=index, timeout=DECODE_TIMEOUT, hook=_TEST_HOOK)
         frames = np.frombuffer(payload, dtype=np.uint8).reshape(meta["shape"])
     else:
         try:
@@ -346,7 +347,3 @@ def load_video(item: Any, *, sampling: FrameSampling | None = None, index: int =
             raise InvalidInputError(exc.args[0], index=index) from None
     return Video(frames, float(meta["fps"]), int(meta["total_frames"]), tuple(meta["indices"]),
                  float(meta["sample_fps"]))
-
-
-def _video_sandbox():
-    return sandbox("video", WORKER_MEMORY_BYTES)
